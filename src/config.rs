@@ -1,0 +1,353 @@
+//! Configuration: the only place that reads the environment (and `.env`).
+//!
+//! Invariants a reviewer can check in this file alone:
+//! - every variable of the contract is read and validated here, once, at start-up;
+//! - a bad value is an error that names the variable and never echoes a secret;
+//! - `Debug` never prints the database URL or the JWT secrets.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+/// The JWT secret must be at least this long (RFC 7518 §3.2: a key as long as the hash).
+pub const MIN_SECRET_BYTES: usize = 32;
+
+/// Which browser origins may call the API.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cors {
+    Any,
+    Origins(Vec<String>),
+}
+
+#[derive(Clone)]
+pub struct Config {
+    pub database: postgres::Config,
+    /// Where migrations run; the same database as `database`, but may bypass a pooler.
+    pub migration_database: postgres::Config,
+    pub secret: Vec<u8>,
+    pub secret_previous: Option<Vec<u8>>,
+    pub host: String,
+    pub port: u16,
+    pub cors: Cors,
+    pub pool_size: u32,
+    pub pool_timeout: Duration,
+    pub workers: usize,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_leeway_seconds: u64,
+}
+
+/// A configuration problem: which variable, and what is wrong with it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ConfigError {
+    pub variable: &'static str,
+    pub problem: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "configuration error: {} {}", self.variable, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("database", &"<redacted>")
+            .field("secret", &"<redacted>")
+            .field("host", &self.host)
+            .field("port", &self.port)
+            .field("cors", &self.cors)
+            .field("pool_size", &self.pool_size)
+            .field("pool_timeout", &self.pool_timeout)
+            .field("workers", &self.workers)
+            .field("jwt_issuer", &self.jwt_issuer)
+            .field("jwt_audience", &self.jwt_audience)
+            .field("jwt_leeway_seconds", &self.jwt_leeway_seconds)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Reads the process environment, falling back to `.env` in the working directory.
+    pub fn from_env() -> Result<Config, ConfigError> {
+        let dotenv: HashMap<String, String> = match dotenvy::from_path_iter(".env") {
+            Ok(iter) => iter.collect::<Result<_, _>>().map_err(|e| ConfigError {
+                variable: ".env",
+                problem: format!("cannot be read: {e}"),
+            })?,
+            Err(_) => HashMap::new(), // no .env file: the environment alone
+        };
+        Config::from_lookup(|name| {
+            std::env::var(name)
+                .ok()
+                .or_else(|| dotenv.get(name).cloned())
+        })
+    }
+
+    /// Builds a configuration from any lookup (tests pass a map).
+    pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
+        let database =
+            database_url(&get, "DATABASE_URL")?.ok_or_else(|| missing("DATABASE_URL"))?;
+        let migration_database =
+            database_url(&get, "DATABASE_MIGRATION_URL")?.unwrap_or_else(|| database.clone());
+        let secret_previous = secret(&get, "BETTER_AUTH_SECRET_PREVIOUS")?;
+        let secret =
+            secret(&get, "BETTER_AUTH_SECRET")?.ok_or_else(|| missing("BETTER_AUTH_SECRET"))?;
+        let cors = match get("CORS_ORIGINS").as_deref().map(str::trim) {
+            None => Cors::Origins(vec!["http://localhost:3000".to_owned()]),
+            Some("*") => Cors::Any,
+            Some(list) => Cors::Origins(origins(list)?),
+        };
+        Ok(Config {
+            database,
+            migration_database,
+            secret,
+            secret_previous,
+            host: get("HOST").unwrap_or_else(|| "127.0.0.1".to_owned()),
+            port: number(&get, "PORT", 8000, 0..=65535)?,
+            cors,
+            pool_size: number(&get, "DB_POOL_SIZE", 16, 1..=1000)?,
+            pool_timeout: Duration::from_millis(number(
+                &get,
+                "DB_POOL_TIMEOUT_MS",
+                2000,
+                1..=60_000,
+            )?),
+            workers: number(&get, "WORKERS", 32, 1..=4096)?,
+            jwt_issuer: non_empty(&get, "JWT_ISSUER")?,
+            jwt_audience: non_empty(&get, "JWT_AUDIENCE")?,
+            jwt_leeway_seconds: number(&get, "JWT_LEEWAY_SECONDS", 30, 0..=3600)?,
+        })
+    }
+}
+
+fn missing(variable: &'static str) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: "is required".to_owned(),
+    }
+}
+
+fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
+    ConfigError {
+        variable,
+        problem: problem.into(),
+    }
+}
+
+/// A `postgres://` URL. Errors describe the problem without echoing the URL (it holds a password).
+fn database_url(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+) -> Result<Option<postgres::Config>, ConfigError> {
+    let Some(url) = get(variable) else {
+        return Ok(None);
+    };
+    if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+        return Err(invalid(
+            variable,
+            "must be a postgres:// or postgresql:// URL",
+        ));
+    }
+    let mut config = postgres::Config::from_str(&url).map_err(|e| {
+        // The parser's messages name the bad parameter, never its value.
+        invalid(variable, format!("is not a valid PostgreSQL URL ({e})"))
+    })?;
+    if config.get_hosts().is_empty() {
+        return Err(invalid(variable, "must name a host"));
+    }
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(Duration::from_secs(5));
+    }
+    if config.get_application_name().is_none() {
+        config.application_name("todo-api");
+    }
+    // Detect dead peers on idle pooled connections (network partitions).
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(30));
+    Ok(Some(config))
+}
+
+fn secret(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+) -> Result<Option<Vec<u8>>, ConfigError> {
+    match get(variable) {
+        None => Ok(None),
+        Some(value) if value.len() < MIN_SECRET_BYTES => Err(invalid(
+            variable,
+            &format!("must be at least {MIN_SECRET_BYTES} bytes"),
+        )),
+        Some(value) => Ok(Some(value.into_bytes())),
+    }
+}
+
+fn number<T: FromStr + PartialOrd + fmt::Display>(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+    default: T,
+    range: std::ops::RangeInclusive<T>,
+) -> Result<T, ConfigError> {
+    let Some(raw) = get(variable) else {
+        return Ok(default);
+    };
+    match raw.trim().parse::<T>() {
+        Ok(value) if range.contains(&value) => Ok(value),
+        _ => Err(invalid(
+            variable,
+            format!(
+                "must be a whole number from {} to {}",
+                range.start(),
+                range.end()
+            ),
+        )),
+    }
+}
+
+fn non_empty(
+    get: &impl Fn(&str) -> Option<String>,
+    variable: &'static str,
+) -> Result<Option<String>, ConfigError> {
+    match get(variable) {
+        Some(value) if value.is_empty() => Err(invalid(variable, "must not be empty when set")),
+        other => Ok(other),
+    }
+}
+
+fn origins(list: &str) -> Result<Vec<String>, ConfigError> {
+    let origins: Vec<String> = list
+        .split(',')
+        .map(str::trim)
+        .filter(|o| !o.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let well_formed = |o: &String| {
+        (o.starts_with("http://") || o.starts_with("https://"))
+            && !o.ends_with('/')
+            && !o.contains('*')
+    };
+    if origins.is_empty() || !origins.iter().all(well_formed) {
+        return Err(invalid(
+            "CORS_ORIGINS",
+            "must be * or a comma-separated list of origins like https://app.example.com",
+        ));
+    }
+    Ok(origins)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SECRET: &str = "0123456789abcdef0123456789abcdef";
+
+    fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let map: HashMap<String, String> = vars
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        Config::from_lookup(|name| map.get(name).cloned())
+    }
+
+    fn minimal() -> Vec<(&'static str, &'static str)> {
+        vec![
+            ("DATABASE_URL", "postgres://u:hunter2@localhost/db"),
+            ("BETTER_AUTH_SECRET", SECRET),
+        ]
+    }
+
+    #[test]
+    fn defaults_follow_the_contract() {
+        let c = config(&minimal()).unwrap();
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 8000));
+        assert_eq!(c.cors, Cors::Origins(vec!["http://localhost:3000".into()]));
+        assert_eq!(
+            (c.pool_size, c.pool_timeout, c.workers),
+            (16, Duration::from_millis(2000), 32)
+        );
+        assert_eq!(c.jwt_leeway_seconds, 30);
+        assert_eq!(
+            (c.jwt_issuer, c.jwt_audience, c.secret_previous),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn each_bad_variable_is_named() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("DATABASE_URL", "", "DATABASE_URL"),
+            ("DATABASE_URL", "mysql://x/y", "DATABASE_URL"),
+            (
+                "DATABASE_URL",
+                "postgres://u:p@h/db?sslmode=bogus",
+                "DATABASE_URL",
+            ),
+            ("BETTER_AUTH_SECRET", "short", "BETTER_AUTH_SECRET"),
+            (
+                "BETTER_AUTH_SECRET_PREVIOUS",
+                "short",
+                "BETTER_AUTH_SECRET_PREVIOUS",
+            ),
+            ("PORT", "http", "PORT"),
+            ("PORT", "70000", "PORT"),
+            ("DB_POOL_SIZE", "0", "DB_POOL_SIZE"),
+            ("DB_POOL_TIMEOUT_MS", "-1", "DB_POOL_TIMEOUT_MS"),
+            ("WORKERS", "many", "WORKERS"),
+            ("JWT_LEEWAY_SECONDS", "1.5", "JWT_LEEWAY_SECONDS"),
+            ("CORS_ORIGINS", "localhost:3000", "CORS_ORIGINS"),
+            ("JWT_ISSUER", "", "JWT_ISSUER"),
+        ];
+        for (name, value, expected) in cases {
+            let mut vars = minimal();
+            vars.retain(|(k, _)| k != name);
+            vars.push((name, value));
+            let err = config(&vars).expect_err(&format!("{name}={value} must be refused"));
+            assert_eq!(err.variable, *expected, "{name}={value}");
+        }
+    }
+
+    #[test]
+    fn required_variables_are_named_when_missing() {
+        for name in ["DATABASE_URL", "BETTER_AUTH_SECRET"] {
+            let mut vars = minimal();
+            vars.retain(|(k, _)| *k != name);
+            assert_eq!(config(&vars).unwrap_err(), missing(name));
+        }
+    }
+
+    #[test]
+    fn errors_and_debug_never_show_secrets() {
+        let mut vars = minimal();
+        vars.push((
+            "DATABASE_URL",
+            "postgres://u:hunter2@localhost/db?sslmode=bogus",
+        ));
+        vars.remove(0);
+        let err = config(&vars).unwrap_err().to_string();
+        assert!(!err.contains("hunter2"), "{err}");
+        let debug = format!("{:?}", config(&minimal()).unwrap());
+        assert!(
+            !debug.contains("hunter2") && !debug.contains(SECRET),
+            "{debug}"
+        );
+    }
+
+    #[test]
+    fn cors_accepts_a_star_or_a_list() {
+        let mut vars = minimal();
+        vars.push(("CORS_ORIGINS", "*"));
+        assert_eq!(config(&vars).unwrap().cors, Cors::Any);
+        vars.pop();
+        vars.push(("CORS_ORIGINS", "https://a.example, http://localhost:3000"));
+        let expected = Cors::Origins(vec![
+            "https://a.example".into(),
+            "http://localhost:3000".into(),
+        ]);
+        assert_eq!(config(&vars).unwrap().cors, expected);
+    }
+}

@@ -1,0 +1,260 @@
+//! The database: connection pool, the SQL files, migrations, and the one row mapping.
+//!
+//! Invariants a reviewer can check in this file alone:
+//! - every statement the server runs is a file under `sql/`, embedded with `include_str!`;
+//! - start-up prepares every statement, so a broken file stops the server and names itself;
+//! - migrations run in one transaction under an advisory lock, and an applied file that
+//!   changed stops start-up;
+//! - a pooled connection is checked (with a timeout) before it is handed out.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use postgres::Client;
+use postgres_openssl::MakeTlsConnector;
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+
+use crate::config::Config;
+
+pub type Pool = r2d2::Pool<Manager>;
+
+/// One SQL file, known by its path under `sql/`.
+#[derive(Debug, Clone, Copy)]
+pub struct Sql {
+    pub file: &'static str,
+    pub text: &'static str,
+}
+
+macro_rules! sql {
+    ($file:literal) => {
+        Sql {
+            file: $file,
+            text: include_str!(concat!("../sql/", $file)),
+        }
+    };
+}
+
+pub const READY: Sql = sql!("ready.sql");
+pub const INSERT_TASK: Sql = sql!("tasks/insert.sql");
+pub const GET_TASK: Sql = sql!("tasks/get.sql");
+pub const LIST_TASKS: Sql = sql!("tasks/list.sql");
+pub const COUNT_TASKS: Sql = sql!("tasks/count.sql");
+pub const UPDATE_TASK: Sql = sql!("tasks/update.sql");
+pub const COMPLETE_TASK: Sql = sql!("tasks/complete.sql");
+pub const DELETE_TASK: Sql = sql!("tasks/delete.sql");
+
+/// Every statement the handlers run; start-up prepares each one.
+pub const ALL: &[Sql] = &[
+    READY,
+    INSERT_TASK,
+    GET_TASK,
+    LIST_TASKS,
+    COUNT_TASKS,
+    UPDATE_TASK,
+    COMPLETE_TASK,
+    DELETE_TASK,
+];
+
+/// Schema migrations, applied in this order.
+pub const MIGRATIONS: &[Sql] = &[sql!("migrations/0001_init.sql")];
+
+/// How long a pooled connection's liveness check may take before it counts as dead.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// Key of the advisory lock that serialises migrations across instances ("todo-api" in ASCII).
+const MIGRATION_LOCK: i64 = 0x746f_646f_2d61_7069;
+
+/// Opens `postgres::Client`s for the pool, with TLS when `sslmode` asks for it.
+pub struct Manager {
+    config: postgres::Config,
+    tls: MakeTlsConnector,
+}
+
+impl r2d2::ManageConnection for Manager {
+    type Connection = Client;
+    type Error = postgres::Error;
+
+    fn connect(&self) -> Result<Client, postgres::Error> {
+        self.config.connect(self.tls.clone())
+    }
+
+    fn is_valid(&self, client: &mut Client) -> Result<(), postgres::Error> {
+        client.is_valid(CHECK_TIMEOUT)
+    }
+
+    fn has_broken(&self, client: &mut Client) -> bool {
+        client.is_closed()
+    }
+}
+
+/// Logs why the pool could not connect (r2d2 itself keeps only the last message).
+#[derive(Debug)]
+struct LogConnectErrors;
+
+impl r2d2::HandleError<postgres::Error> for LogConnectErrors {
+    fn handle_error(&self, error: postgres::Error) {
+        log::warn!("database connection failed: {error}");
+    }
+}
+
+/// TLS as libpq does it for `sslmode=prefer|require`: encrypted, server certificate not verified.
+/// `channel_binding=require` in the URL (as Neon gives it) binds authentication to the TLS
+/// session, so a man in the middle cannot complete the login.
+pub fn tls() -> Result<MakeTlsConnector, openssl::error::ErrorStack> {
+    let mut builder = openssl::ssl::SslConnector::builder(openssl::ssl::SslMethod::tls_client())?;
+    builder.set_verify(openssl::ssl::SslVerifyMode::NONE);
+    Ok(MakeTlsConnector::new(builder.build()))
+}
+
+/// Connects once, directly (not through the pool), for migrations and the statement check.
+pub fn connect(config: &postgres::Config) -> Result<Client, String> {
+    let tls = tls().map_err(|e| format!("TLS setup failed: {e}"))?;
+    config
+        .connect(tls)
+        .map_err(|e| format!("cannot connect to the database: {e}"))
+}
+
+/// A pool that connects lazily, so the server can start while the database is cold.
+pub fn pool(config: &Config) -> Result<Pool, String> {
+    let tls = tls().map_err(|e| format!("TLS setup failed: {e}"))?;
+    let manager = Manager {
+        config: config.database.clone(),
+        tls,
+    };
+    Ok(r2d2::Pool::builder()
+        .max_size(config.pool_size)
+        .min_idle(Some(config.pool_size.min(4)))
+        .connection_timeout(config.pool_timeout)
+        .error_handler(Box::new(LogConnectErrors))
+        .build_unchecked(manager))
+}
+
+/// Applies the migrations not yet applied, all in one transaction under an advisory lock,
+/// so that several instances starting at once apply each file exactly once.
+pub fn migrate(client: &mut Client) -> Result<(), String> {
+    let fail = |what: &str, e: postgres::Error| format!("migration failed: {what}: {e}");
+    let mut tx = client.transaction().map_err(|e| fail("begin", e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
+        .map_err(|e| fail("lock", e))?;
+    tx.batch_execute(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             file text PRIMARY KEY,
+             checksum text NOT NULL,
+             applied_at timestamptz NOT NULL DEFAULT now())",
+    )
+    .map_err(|e| fail("schema_migrations", e))?;
+    for migration in MIGRATIONS {
+        let checksum = hex(&Sha256::digest(migration.text.as_bytes()));
+        let applied = tx
+            .query_opt(
+                "SELECT checksum FROM schema_migrations WHERE file = $1",
+                &[&migration.file],
+            )
+            .map_err(|e| fail(migration.file, e))?;
+        match applied {
+            Some(row) => {
+                let recorded: String = row.try_get(0).map_err(|e| fail(migration.file, e))?;
+                if recorded != checksum {
+                    return Err(format!(
+                        "migration failed: {} was changed after it was applied (checksum {recorded}, file {checksum})",
+                        migration.file
+                    ));
+                }
+            }
+            None => {
+                log::info!("applying migration {}", migration.file);
+                tx.batch_execute(migration.text)
+                    .map_err(|e| fail(migration.file, e))?;
+                tx.execute(
+                    "INSERT INTO schema_migrations (file, checksum) VALUES ($1, $2)",
+                    &[&migration.file, &checksum],
+                )
+                .map_err(|e| fail(migration.file, e))?;
+            }
+        }
+    }
+    tx.commit().map_err(|e| fail("commit", e))
+}
+
+/// Prepares every statement once, so a typo in `sql/` stops start-up and names the file.
+pub fn check_statements(client: &mut Client) -> Result<(), String> {
+    for sql in ALL {
+        client
+            .prepare(sql.text)
+            .map_err(|e| format!("sql/{} does not prepare: {e}", sql.file))?;
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// A `timestamptz`, serialised as RFC 3339 in UTC with six fractional digits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Timestamp(pub SystemTime);
+
+impl Serialize for Timestamp {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&rfc3339(self.0))
+    }
+}
+
+/// `2026-01-08T10:00:00.123456Z`. Civil-from-days after H. Hinnant's algorithm.
+pub fn rfc3339(time: SystemTime) -> String {
+    let micros: i64 = match time.duration_since(UNIX_EPOCH) {
+        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
+        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+    };
+    let (days, micros_of_day) = (
+        micros.div_euclid(86_400_000_000),
+        micros.rem_euclid(86_400_000_000),
+    );
+    let secs_of_day = micros_of_day / 1_000_000;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
+        secs_of_day / 3600,
+        secs_of_day / 60 % 60,
+        secs_of_day % 60,
+        micros_of_day % 1_000_000
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_six_digits() {
+        let at = |micros: u64| rfc3339(UNIX_EPOCH + Duration::from_micros(micros));
+        assert_eq!(at(0), "1970-01-01T00:00:00.000000Z");
+        assert_eq!(at(1_767_866_400_123_456), "2026-01-08T10:00:00.123456Z");
+        assert_eq!(at(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
+        assert_eq!(at(4_107_542_399_999_999), "2100-02-28T23:59:59.999999Z");
+        assert_eq!(
+            rfc3339(UNIX_EPOCH - Duration::from_micros(1)),
+            "1969-12-31T23:59:59.999999Z"
+        );
+    }
+
+    #[test]
+    fn every_sql_file_is_embedded() {
+        let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/tasks"))
+            .map(|dir| dir.count())
+            .unwrap_or(0);
+        let embedded = ALL.iter().filter(|s| s.file.starts_with("tasks/")).count();
+        assert_eq!(
+            on_disk, embedded,
+            "every file in sql/tasks must be listed in db::ALL"
+        );
+    }
+}

@@ -1,0 +1,248 @@
+//! `ApiError`: every way a request can fail, and the only place that maps a failure to HTTP.
+//!
+//! Invariants a reviewer can check in this file alone:
+//! - no status code is chosen anywhere else;
+//! - an internal cause (database error, panic) is logged once here and never sent to the client;
+//! - every error body is JSON with `detail`, `code` and `request_id`.
+
+use rouille::Response;
+use serde::Serialize;
+
+use crate::auth::AuthError;
+
+/// One invalid field, as reported in a 422 body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FieldError {
+    pub loc: Vec<&'static str>,
+    pub msg: &'static str,
+    #[serde(rename = "type")]
+    pub kind: &'static str,
+}
+
+impl FieldError {
+    pub fn new(loc: Vec<&'static str>, msg: &'static str, kind: &'static str) -> FieldError {
+        FieldError { loc, msg, kind }
+    }
+}
+
+#[derive(Debug)]
+pub enum ApiError {
+    NotFound(&'static str),
+    /// The route exists; these are the methods it serves.
+    MethodNotAllowed(&'static [&'static str]),
+    Unauthorized(AuthError),
+    Forbidden,
+    PayloadTooLarge,
+    UnsupportedMediaType,
+    InvalidJson,
+    Validation(Vec<FieldError>),
+    /// The database is unreachable or no connection freed up in time. Holds the cause, for the log.
+    Unavailable(String),
+    /// A bug. Holds the cause, for the log.
+    Internal(String),
+}
+
+/// Seconds a client should wait before retrying after a 503.
+const RETRY_AFTER_SECONDS: &str = "1";
+
+#[derive(Serialize)]
+struct Body<'a> {
+    detail: &'a str,
+    code: &'a str,
+    request_id: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+impl ApiError {
+    pub fn status(&self) -> u16 {
+        match self {
+            ApiError::InvalidJson => 400,
+            ApiError::Unauthorized(_) => 401,
+            ApiError::Forbidden => 403,
+            ApiError::NotFound(_) => 404,
+            ApiError::MethodNotAllowed(_) => 405,
+            ApiError::PayloadTooLarge => 413,
+            ApiError::UnsupportedMediaType => 415,
+            ApiError::Validation(_) => 422,
+            ApiError::Internal(_) => 500,
+            ApiError::Unavailable(_) => 503,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson => "invalid_json",
+            ApiError::Unauthorized(_) => "unauthorized",
+            ApiError::Forbidden => "forbidden",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::PayloadTooLarge => "payload_too_large",
+            ApiError::UnsupportedMediaType => "unsupported_media_type",
+            ApiError::Validation(_) => "validation_error",
+            ApiError::Internal(_) => "internal_error",
+            ApiError::Unavailable(_) => "unavailable",
+        }
+    }
+
+    fn detail(&self) -> &'static str {
+        match self {
+            ApiError::InvalidJson => "Request body is not valid JSON",
+            ApiError::Unauthorized(kind) => kind.reason(),
+            ApiError::Forbidden => "The path's user is not the authenticated user",
+            ApiError::NotFound(what) => what,
+            ApiError::MethodNotAllowed(_) => "Method not allowed",
+            ApiError::PayloadTooLarge => "Request body is larger than 65536 bytes",
+            ApiError::UnsupportedMediaType => "Content-Type must be application/json",
+            ApiError::Validation(_) => "Validation failed",
+            ApiError::Internal(_) => "Internal server error",
+            ApiError::Unavailable(_) => "Service temporarily unavailable",
+        }
+    }
+
+    /// The response for this error. Causes are logged here, once, and kept out of the body.
+    pub fn to_response(&self, request_id: &str) -> Response {
+        match self {
+            ApiError::Internal(cause) => {
+                log::error!("request {request_id}: internal error: {cause}")
+            }
+            ApiError::Unavailable(cause) => {
+                log::warn!("request {request_id}: unavailable: {cause}")
+            }
+            ApiError::Unauthorized(kind) => {
+                log::debug!("request {request_id}: token rejected: {kind:?}")
+            }
+            _ => {}
+        }
+        let errors = match self {
+            ApiError::Validation(errors) => Some(errors.as_slice()),
+            _ => None,
+        };
+        let body = Body {
+            detail: self.detail(),
+            code: self.code(),
+            request_id,
+            errors,
+        };
+        let json = serde_json::to_vec(&body).unwrap_or_default();
+        let mut response =
+            Response::from_data("application/json", json).with_status_code(self.status());
+        match self {
+            ApiError::MethodNotAllowed(methods) => {
+                response = response.with_unique_header("Allow", allow_header(methods));
+            }
+            ApiError::Unauthorized(kind) if kind.token_presented() => {
+                response = response
+                    .with_unique_header("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+            }
+            ApiError::Unauthorized(_) => {
+                response = response.with_unique_header("WWW-Authenticate", "Bearer")
+            }
+            ApiError::Unavailable(_) => {
+                response = response.with_unique_header("Retry-After", RETRY_AFTER_SECONDS)
+            }
+            _ => {}
+        }
+        response
+    }
+}
+
+/// The `Allow` header: the route's methods, plus `OPTIONS`, which every route answers.
+pub fn allow_header(methods: &[&str]) -> String {
+    let mut allow = methods.join(", ");
+    allow.push_str(", OPTIONS");
+    allow
+}
+
+impl From<r2d2::Error> for ApiError {
+    /// r2d2's only error is "no connection within the checkout timeout".
+    fn from(e: r2d2::Error) -> ApiError {
+        ApiError::Unavailable(format!("database pool: {e}"))
+    }
+}
+
+impl From<postgres::Error> for ApiError {
+    fn from(e: postgres::Error) -> ApiError {
+        // SQLSTATE classes 08 (connection), 53 (resources) and 57P (shutdown) mean the database,
+        // not the request, is at fault; so do errors with no SQLSTATE (closed socket, I/O).
+        let unavailable = match e.code() {
+            Some(code) => ["08", "53", "57P"]
+                .iter()
+                .any(|class| code.code().starts_with(class)),
+            None => true,
+        };
+        if unavailable {
+            ApiError::Unavailable(format!("database: {e}"))
+        } else {
+            ApiError::Internal(format!("database: {e}"))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn body(response: Response) -> serde_json::Value {
+        let (mut reader, _) = response.data.into_reader_and_size();
+        let mut text = String::new();
+        reader.read_to_string(&mut text).unwrap();
+        serde_json::from_str(&text).unwrap()
+    }
+
+    #[test]
+    fn a_500_never_carries_its_cause() {
+        let error = ApiError::Internal("relation \"secret_table\" password=hunter2".into());
+        let response = error.to_response("rid");
+        assert_eq!(response.status_code, 500);
+        let text = body(response).to_string();
+        assert!(
+            !text.contains("secret_table") && !text.contains("hunter2"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn a_503_carries_retry_after_and_no_cause() {
+        let response =
+            ApiError::Unavailable("connection refused to 10.0.0.1".into()).to_response("rid");
+        assert_eq!(response.status_code, 503);
+        assert!(
+            response
+                .headers
+                .iter()
+                .any(|(k, v)| k == "Retry-After" && v == RETRY_AFTER_SECONDS)
+        );
+        let json = body(response);
+        assert_eq!(json["code"], "unavailable");
+        assert!(!json.to_string().contains("10.0.0.1"));
+    }
+
+    #[test]
+    fn every_error_body_has_detail_code_and_request_id() {
+        let json = body(ApiError::NotFound("Task not found").to_response("abc"));
+        assert_eq!(
+            json,
+            serde_json::json!({"detail": "Task not found", "code": "not_found", "request_id": "abc"})
+        );
+    }
+
+    #[test]
+    fn validation_errors_list_each_field() {
+        let errors = vec![
+            FieldError::new(
+                vec!["body", "title"],
+                "must be 1 to 200 characters",
+                "string_length",
+            ),
+            FieldError::new(vec!["body", "completed"], "must be a boolean", "bool_type"),
+        ];
+        let json = body(ApiError::Validation(errors).to_response("r"));
+        assert_eq!(
+            json["errors"][0]["loc"],
+            serde_json::json!(["body", "title"])
+        );
+        assert_eq!(json["errors"][1]["type"], "bool_type");
+    }
+}

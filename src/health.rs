@@ -1,0 +1,67 @@
+//! `/health` (liveness, no database) and `/health/ready` (the database answers within 2 s).
+
+use std::time::{Duration, Instant};
+
+use rouille::Response;
+use serde::Serialize;
+
+use crate::error::ApiError;
+use crate::http::json;
+use crate::{App, db};
+
+/// How long readiness may wait for the database.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Serialize)]
+pub struct Status {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    database: Option<&'static str>,
+}
+
+impl Status {
+    pub fn ok() -> Status {
+        Status {
+            status: "ok",
+            database: None,
+        }
+    }
+}
+
+/// 200 when a pooled connection answers a query within the timeout, else 503.
+pub fn ready(app: &App) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let answered = app
+        .pool
+        .get_timeout(READY_TIMEOUT)
+        .map_err(|e| e.to_string())
+        .and_then(|mut client| {
+            let left = READY_TIMEOUT
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(100));
+            client
+                .is_valid(left)
+                .and_then(|()| client.simple_query(db::READY.text).map(drop))
+                .map_err(|e| e.to_string())
+        });
+    Ok(match answered {
+        Ok(()) => json(
+            200,
+            &Status {
+                status: "ok",
+                database: Some("ok"),
+            },
+        ),
+        Err(cause) => {
+            log::warn!("readiness check failed: {cause}");
+            json(
+                503,
+                &Status {
+                    status: "unavailable",
+                    database: Some("unreachable"),
+                },
+            )
+            .with_unique_header("Retry-After", "1")
+        }
+    })
+}

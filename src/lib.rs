@@ -1,0 +1,111 @@
+//! todo-api: a REST backend for a multi-user Todo app, over PostgreSQL.
+//!
+//! `start` is the whole life of a server: check the database (migrations, statements),
+//! build the pool, bind, and serve until stopped.
+#![forbid(unsafe_code)]
+
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod health;
+pub mod http;
+pub mod tasks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+use crate::auth::Verifier;
+use crate::config::{Config, Cors};
+
+/// The OpenAPI 3.1 document served at `/openapi.json`.
+pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// What every request handler shares.
+pub struct App {
+    pub pool: db::Pool,
+    pub verifier: Verifier,
+    pub cors: Cors,
+}
+
+/// A server that is accepting requests on `addr`.
+pub struct Running {
+    pub addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Running {
+    /// Stops accepting, lets queued and in-flight requests finish, then returns.
+    pub fn stop(mut self) {
+        self.shut_down();
+    }
+
+    /// Serves until another thread calls `stop` (or the process ends).
+    pub fn wait(mut self) {
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+
+    fn shut_down(&mut self) {
+        self.stop.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        self.shut_down();
+    }
+}
+
+/// Prepares the database, then serves `dispatch` on the configured address.
+pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, String> {
+    let mut client = db::connect(&config.migration_database)?;
+    db::migrate(&mut client)?;
+    db::check_statements(&mut client)?;
+    drop(client);
+
+    let app = Arc::new(App {
+        pool: db::pool(config)?,
+        verifier: Verifier::new(
+            &config.secret,
+            config.secret_previous.as_deref(),
+            config.jwt_leeway_seconds,
+            config.jwt_issuer.clone(),
+            config.jwt_audience.clone(),
+        ),
+        cors: config.cors.clone(),
+    });
+    let server = rouille::Server::new((config.host.as_str(), config.port), move |request| {
+        http::handle(&app, request, dispatch)
+    })
+    .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?
+    .pool_size(config.workers);
+    let addr = server.server_addr();
+    log::info!("listening on http://{addr}");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopping = Arc::clone(&stop);
+    let thread = std::thread::Builder::new()
+        .name("accept".to_owned())
+        .spawn(move || {
+            while !stopping.load(Ordering::SeqCst) {
+                server.poll_timeout(Duration::from_millis(100));
+            }
+            server.poll_timeout(Duration::from_millis(100));
+            server.join();
+        })
+        .map_err(|e| format!("cannot start the server thread: {e}"))?;
+    Ok(Running {
+        addr,
+        stop,
+        thread: Some(thread),
+    })
+}

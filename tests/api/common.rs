@@ -1,0 +1,405 @@
+//! The test harness: a fresh database per test (copied from a migrated template), the real
+//! server on an ephemeral port, and a small HTTP/1.1 client over a raw socket.
+#![allow(dead_code)] // each test module uses a different part
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use postgres::NoTls;
+use serde_json::Value;
+use sha2::Sha256;
+use todo_api::config::Config;
+use todo_api::http::{self, Dispatch};
+
+pub const SECRET: &str = "test-secret-0123456789abcdef0123456789";
+pub const PREVIOUS_SECRET: &str = "previous-secret-0123456789abcdef012345";
+
+/// The superuser URL of the test server (scripts/test.sh sets PG_URL).
+pub fn admin_url() -> String {
+    std::env::var("PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+pub fn url_of(database: &str) -> String {
+    let admin = admin_url();
+    let base = admin
+        .rsplit_once('/')
+        .map_or(admin.as_str(), |(base, _)| base);
+    format!("{base}/{database}")
+}
+
+pub fn admin() -> postgres::Client {
+    postgres::Client::connect(&admin_url(), NoTls)
+        .expect("the test PostgreSQL server is reachable (scripts/test.sh)")
+}
+
+/// Drops databases left by test processes that no longer run.
+fn sweep_leftovers(client: &mut postgres::Client) {
+    let rows = client
+        .query(
+            "SELECT datname FROM pg_database WHERE datname ~ '^todo_(tpl|test)_[0-9]+_'",
+            &[],
+        )
+        .unwrap();
+    for row in rows {
+        let name: String = row.get(0);
+        let pid = name.split('_').nth(2).unwrap_or_default();
+        if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
+            let _ =
+                client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+        }
+    }
+}
+
+/// The migrated template this process copies test databases from.
+fn template() -> &'static str {
+    static TEMPLATE: OnceLock<String> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let mut client = admin();
+        sweep_leftovers(&mut client);
+        let name = format!("todo_tpl_{}_0", std::process::id());
+        client
+            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
+            .unwrap();
+        let mut db = postgres::Client::connect(&url_of(&name), NoTls).unwrap();
+        todo_api::db::migrate(&mut db).unwrap();
+        name
+    })
+}
+
+/// A fresh, migrated database, dropped with the value.
+pub struct TestDb {
+    pub name: String,
+}
+
+impl TestDb {
+    pub fn new() -> TestDb {
+        static LOCK: Mutex<()> = Mutex::new(());
+        static NEXT: AtomicU32 = AtomicU32::new(1);
+        let template = template();
+        let name = format!(
+            "todo_test_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::SeqCst)
+        );
+        let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
+        admin()
+            .batch_execute(&format!(
+                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
+            ))
+            .unwrap();
+        TestDb { name }
+    }
+
+    pub fn url(&self) -> String {
+        url_of(&self.name)
+    }
+
+    pub fn client(&self) -> postgres::Client {
+        postgres::Client::connect(&self.url(), NoTls).unwrap()
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let _ = admin().batch_execute(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ));
+    }
+}
+
+/// A running server on its own database.
+pub struct TestApp {
+    pub addr: SocketAddr,
+    pub db: TestDb,
+    running: Option<todo_api::Running>,
+}
+
+impl TestApp {
+    pub fn stop(&mut self) {
+        if let Some(running) = self.running.take() {
+            running.stop();
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.stop(); // before the database goes
+    }
+}
+
+pub fn base_env(database_url: &str) -> HashMap<String, String> {
+    [
+        ("DATABASE_URL", database_url),
+        ("BETTER_AUTH_SECRET", SECRET),
+        ("PORT", "0"),
+        ("DB_POOL_SIZE", "4"),
+        ("WORKERS", "8"),
+        ("CORS_ORIGINS", "http://localhost:3000,https://app.example"),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+    .collect()
+}
+
+pub fn config(vars: &HashMap<String, String>) -> Config {
+    Config::from_lookup(|name| vars.get(name).cloned()).unwrap()
+}
+
+pub fn spawn_app() -> TestApp {
+    spawn_app_with(&[], http::dispatch)
+}
+
+/// A server with some variables changed from `base_env` (`{db}` stands for the test database's
+/// URL), or an empty value to remove one.
+pub fn spawn_app_with(overrides: &[(&str, &str)], dispatch: Dispatch) -> TestApp {
+    let _ = env_logger::builder().is_test(true).try_init();
+    let db = TestDb::new();
+    let mut vars = base_env(&db.url());
+    for (k, v) in overrides {
+        if v.is_empty() {
+            vars.remove(*k);
+        } else {
+            vars.insert((*k).to_owned(), v.replace("{db}", &db.url()));
+        }
+    }
+    let running = todo_api::start(&config(&vars), dispatch).unwrap();
+    TestApp {
+        addr: running.addr,
+        db,
+        running: Some(running),
+    }
+}
+
+pub fn now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+/// An HS256 token over any claims.
+pub fn sign(claims: &Value, secret: &str) -> String {
+    let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+    let payload = URL_SAFE_NO_PAD.encode(claims.to_string());
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{header}.{payload}").as_bytes());
+    let signature = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    format!("{header}.{payload}.{signature}")
+}
+
+/// A valid token for `user`, good for an hour.
+pub fn token(user: &str) -> String {
+    sign(
+        &serde_json::json!({"sub": user, "exp": now() + 3600, "iat": now()}),
+        SECRET,
+    )
+}
+
+/// An HTTP response as read off the socket.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn headers_named(&self, name: &str) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "body is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// Asserts the status and the contract's error body; returns the body.
+    pub fn error(&self, status: u16, code: &str) -> Value {
+        assert_eq!(
+            self.status,
+            status,
+            "status; body: {}",
+            String::from_utf8_lossy(&self.body)
+        );
+        assert_eq!(self.header("Content-Type"), Some("application/json"));
+        let body = self.json();
+        assert_eq!(body["code"], code, "{body}");
+        assert!(body["detail"].is_string(), "{body}");
+        assert_eq!(
+            body["request_id"].as_str(),
+            self.header("X-Request-Id"),
+            "{body}"
+        );
+        body
+    }
+}
+
+/// Sends raw bytes, reads the whole response (the request should ask to close).
+pub fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(30)))
+        .unwrap();
+    stream.write_all(request).unwrap();
+    let mut bytes = Vec::new();
+    let _ = stream.read_to_end(&mut bytes); // a reset after the response is fine
+    parse_reply(&bytes)
+}
+
+pub fn parse_reply(bytes: &[u8]) -> Reply {
+    let split = bytes
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no complete response: {:?}", String::from_utf8_lossy(bytes)));
+    let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers: Vec<(String, String)> = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
+        .collect();
+    let mut body = bytes[split + 4..].to_vec();
+    let chunked = headers
+        .iter()
+        .any(|(k, v)| k.eq_ignore_ascii_case("Transfer-Encoding") && v.contains("chunked"));
+    if chunked {
+        body = dechunk(&body);
+    }
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+fn dechunk(mut data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
+        let size =
+            usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap().trim(), 16).unwrap();
+        if size == 0 {
+            break;
+        }
+        out.extend_from_slice(&data[end + 2..end + 2 + size]);
+        data = &data[end + 2 + size + 2..];
+    }
+    out
+}
+
+/// A request builder over `raw`.
+pub struct Call<'a> {
+    app: &'a TestApp,
+    method: &'a str,
+    path: String,
+    headers: Vec<(String, String)>,
+    body: Option<Vec<u8>>,
+}
+
+impl TestApp {
+    pub fn call<'a>(&'a self, method: &'a str, path: &str) -> Call<'a> {
+        Call {
+            app: self,
+            method,
+            path: path.to_owned(),
+            headers: Vec::new(),
+            body: None,
+        }
+    }
+
+    pub fn get(&self, path: &str, user: &str) -> Reply {
+        self.call("GET", path).auth(user).send()
+    }
+
+    pub fn send_json(&self, method: &str, path: &str, user: &str, body: Value) -> Reply {
+        self.call(method, path).auth(user).json(&body).send()
+    }
+
+    /// Creates a task for `user`; returns it.
+    pub fn create(&self, user: &str, title: &str) -> Value {
+        let reply = self.send_json(
+            "POST",
+            "/api/tasks",
+            user,
+            serde_json::json!({"title": title}),
+        );
+        assert_eq!(
+            reply.status,
+            201,
+            "{:?}",
+            String::from_utf8_lossy(&reply.body)
+        );
+        reply.json()
+    }
+}
+
+impl Call<'_> {
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn auth(self, user: &str) -> Self {
+        let token = token(user);
+        self.header("Authorization", &format!("Bearer {token}"))
+    }
+
+    pub fn json(self, body: &Value) -> Self {
+        self.header("Content-Type", "application/json")
+            .body(body.to_string().as_bytes())
+    }
+
+    pub fn body(mut self, body: &[u8]) -> Self {
+        self.body = Some(body.to_vec());
+        self
+    }
+
+    pub fn send(self) -> Reply {
+        let mut request = format!(
+            "{} {} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n",
+            self.method, self.path
+        );
+        for (name, value) in &self.headers {
+            request.push_str(&format!("{name}: {value}\r\n"));
+        }
+        let body = self.body.unwrap_or_default();
+        if !body.is_empty() || matches!(self.method, "POST" | "PUT" | "PATCH") {
+            request.push_str(&format!("Content-Length: {}\r\n", body.len()));
+        }
+        request.push_str("\r\n");
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(&body);
+        raw(self.app.addr, &bytes)
+    }
+}
