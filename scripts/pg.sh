@@ -36,7 +36,14 @@ start_cluster() {
   initdb=$(pg_bin initdb) && pg_ctl=$(pg_bin pg_ctl) || return 1
   mkdir -p "$dir"
   dir=$(cd "$dir" && pwd)
-  [ "$(id -u)" = 0 ] && chown postgres: "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres: "$dir"
+    # The postgres user may not be able to reach a checkout under a private home directory.
+    if ! runuser -u postgres -- test -w "$dir"; then
+      dir=/tmp/todo-api-$(basename "$dir")-$port
+      mkdir -p "$dir" && chown postgres: "$dir"
+    fi
+  fi
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     as_pg_owner "$initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 --locale=C.UTF-8 >"$dir/initdb.log" 2>&1 ||
       { cat "$dir/initdb.log" >&2; return 1; }

@@ -181,7 +181,7 @@ fn secret(
         None => Ok(None),
         Some(value) if value.len() < MIN_SECRET_BYTES => Err(invalid(
             variable,
-            &format!("must be at least {MIN_SECRET_BYTES} bytes"),
+            format!("must be at least {MIN_SECRET_BYTES} bytes"),
         )),
         Some(value) => Ok(Some(value.into_bytes())),
     }

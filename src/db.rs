@@ -246,6 +246,44 @@ mod tests {
         );
     }
 
+    /// Isolation is enforced by the SQL itself: after every mention of the `tasks` table, a
+    /// statement either restricts `user_id = $n` or (an insert) takes `user_id` from a parameter.
+    #[test]
+    fn every_statement_on_tasks_is_scoped_to_a_user() {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/sql");
+        let mut files = vec![];
+        for sub in ["", "/tasks"] {
+            for entry in std::fs::read_dir(format!("{dir}{sub}")).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "sql") {
+                    files.push(path);
+                }
+            }
+        }
+        assert!(files.len() >= 8, "found the statements: {files:?}");
+        for path in files {
+            let text = std::fs::read_to_string(&path).unwrap();
+            let code: String = text
+                .lines()
+                .map(|l| l.split("--").next().unwrap_or_default())
+                .collect::<Vec<_>>()
+                .join(" ");
+            let code = code.split_whitespace().collect::<Vec<_>>().join(" ");
+            for (i, _) in code.match_indices(" tasks") {
+                let rest = &code[i..];
+                let scoped = rest.contains("WHERE user_id = $")
+                    || rest.contains("WHERE id = $1 AND user_id = $2");
+                let insert =
+                    code[..i].ends_with("INSERT INTO") && rest.starts_with(" tasks (user_id,");
+                assert!(
+                    scoped || insert,
+                    "{}: a statement on tasks without a user_id restriction",
+                    path.display()
+                );
+            }
+        }
+    }
+
     #[test]
     fn every_sql_file_is_embedded() {
         let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/tasks"))

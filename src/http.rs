@@ -122,10 +122,10 @@ pub fn dispatch(app: &App, request: &Request, route: &Route) -> Result<Response,
         .verifier
         .authenticate(request.header("Authorization"), now())
         .map_err(ApiError::Unauthorized)?;
-    if let Some(raw) = route.path_user {
-        if percent_decode(raw).as_deref() != Some(user.as_str().as_bytes()) {
-            return Err(ApiError::Forbidden);
-        }
+    if let Some(raw) = route.path_user
+        && percent_decode(raw).as_deref() != Some(user.as_str().as_bytes())
+    {
+        return Err(ApiError::Forbidden);
     }
     let id = route.id.map(task_id).transpose()?;
     match (request.method(), route.endpoint, id) {
@@ -340,7 +340,8 @@ mod tests {
 
     #[test]
     fn the_route_table_reads_the_raw_path() {
-        let cases: &[(&str, Option<(Endpoint, Option<&str>, Option<&str>)>)] = &[
+        type Expected<'a> = Option<(Endpoint, Option<&'a str>, Option<&'a str>)>;
+        let cases: &[(&str, Expected)] = &[
             ("/health", Some((Endpoint::Health, None, None))),
             ("/health/", Some((Endpoint::Health, None, None))),
             ("/health//", None),
