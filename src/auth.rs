@@ -1,6 +1,64 @@
-//! Bearer-token authentication (placeholder until the HS256 verifier lands: rejects everything).
+//! Bearer-token authentication: the only code that turns an `Authorization`
+//! header into a [`UserId`].
+//!
+//! Tokens are compact JWTs signed with HMAC-SHA256 (`HS256`) under a shared
+//! secret; during a rotation the previous secret is accepted too.
+//!
+//! Invariants that can be checked in this file alone:
+//!
+//! 1. A [`UserId`] is built in one place only (`user_id`), the last step of
+//!    `Verifier::check_claims`, after the MAC and every time, issuer and
+//!    audience check have passed. Its field is private: no other module can
+//!    forge one.
+//! 2. Nothing in the token is parsed as JSON before its MAC has been verified.
+//!    Before that, the token is only measured (at most 8192 bytes), split into
+//!    exactly three non-empty segments and base64url-decoded strictly (no
+//!    padding, no `+` `/` or whitespace, no non-zero trailing bits, so each
+//!    token has exactly one accepted spelling).
+//! 3. The MAC is HMAC-SHA256 over the ASCII `header.payload` text, compared in
+//!    constant time by `Mac::verify_slice`, first with the current key and then
+//!    with the previous one. Signature bytes are never compared with `==`.
+//! 4. The header must say `"alg": "HS256"` exactly and must have no `crit`.
+//! 5. Claims: `exp` is required; `exp`, `nbf` and `iat` must be JSON numbers
+//!    in `[0, 253402300799]` (up to 9999-12-31T23:59:59Z; fractions allowed).
+//!    With leeway `L`: expired when `now >= exp + L`, not yet valid when
+//!    `now + L < nbf` or `iat > now + L`. A non-finite `now` fails closed
+//!    (as `Expired`).
+//!    `iss` and `aud` are checked only when configured, and ignored otherwise.
+//! 6. The user id is the first claim PRESENT among `sub`, `user_id`, `id`. It
+//!    must be a non-empty string of at most 255 bytes; a present but invalid
+//!    claim is rejected and never falls through to the next name.
+//! 7. Every failure is one [`AuthError`] whose reason is a fixed string. Only
+//!    the kind is logged, at `debug` level. The token and the keys are never
+//!    logged or echoed, and `Verifier`'s `Debug` redacts the keys.
+//! 8. No `unsafe`, `unwrap`, indexing or integer arithmetic: nothing in here
+//!    can panic on any input.
+//!
+//! When a JSON object repeats a key, the last one wins (serde_json's behaviour
+//! and `JSON.parse`'s, as RFC 7519 §4 allows).
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+use std::fmt;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Map, Value};
+use sha2::Sha256;
+
+type HmacSha256 = Hmac<Sha256>;
+type Object = Map<String, Value>;
+
+/// Longer tokens are rejected before anything else is done with them.
+pub const MAX_TOKEN_LEN: usize = 8192;
+/// Longest accepted user id, in bytes.
+pub const MAX_USER_ID_LEN: usize = 255;
+/// Latest accepted NumericDate: 9999-12-31T23:59:59Z.
+const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
+/// Claims that may name the user, in order of precedence.
+const USER_ID_CLAIMS: [&str; 3] = ["sub", "user_id", "id"];
+
+/// An authenticated user id. Only this module can construct one.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct UserId(String);
 
 impl UserId {
@@ -9,44 +67,764 @@ impl UserId {
     }
 }
 
+/// Why a request was not authenticated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AuthError {
+    /// No `Authorization` header.
     Missing,
+    /// The header is not `Bearer <token>`, or the token is not three strict
+    /// base64url segments whose header and payload are JSON objects.
     Malformed,
+    /// The token is longer than [`MAX_TOKEN_LEN`] bytes; it was not decoded.
+    TooLong,
+    /// The header's `alg` is not exactly `HS256`, or it has a `crit` member.
+    UnsupportedHeader,
+    /// The MAC matches neither the current nor the previous key.
+    BadSignature,
+    /// `now >= exp + leeway`.
+    Expired,
+    /// `now + leeway < nbf`, or `iat > now + leeway`.
+    NotYetValid,
+    /// An issuer is configured and `iss` is not that string.
+    WrongIssuer,
+    /// An audience is configured and `aud` neither is it nor lists it.
+    WrongAudience,
+    /// `exp` missing, a time claim that is not an accepted number, or no
+    /// valid user id.
+    BadClaims,
 }
 
 impl AuthError {
+    /// A short, fixed reason that is safe to send to the client.
     pub fn reason(self) -> &'static str {
         match self {
-            AuthError::Missing => "Not authenticated",
-            AuthError::Malformed => "Malformed token",
+            Self::Missing => "missing bearer token",
+            Self::Malformed => "malformed token",
+            Self::TooLong => "token too long",
+            Self::UnsupportedHeader => "unsupported token algorithm or header",
+            Self::BadSignature => "invalid signature",
+            Self::Expired => "token expired",
+            Self::NotYetValid => "token not yet valid",
+            Self::WrongIssuer => "wrong token issuer",
+            Self::WrongAudience => "wrong token audience",
+            Self::BadClaims => "invalid token claims",
         }
     }
+
+    /// Whether the request carried an `Authorization` header at all. When it
+    /// did not, answer with a bare `WWW-Authenticate: Bearer`; otherwise with
+    /// `Bearer error="invalid_token"`.
     pub fn token_presented(self) -> bool {
-        self != AuthError::Missing
+        self != Self::Missing
     }
 }
 
-pub struct Verifier;
+impl fmt::Display for AuthError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.reason())
+    }
+}
+
+impl std::error::Error for AuthError {}
+
+/// Verifies bearer tokens. Build it once at start-up and share it.
+pub struct Verifier {
+    /// HMAC states already keyed: the current secret first, then the previous
+    /// one. Each verification clones one, so keying is paid only once.
+    keys: Vec<HmacSha256>,
+    leeway: f64,
+    issuer: Option<String>,
+    audience: Option<String>,
+}
+
+impl fmt::Debug for Verifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Verifier")
+            .field("keys", &format_args!("<{} redacted>", self.keys.len()))
+            .field("leeway", &self.leeway)
+            .field("issuer", &self.issuer)
+            .field("audience", &self.audience)
+            .finish()
+    }
+}
 
 impl Verifier {
+    /// `secret` signs and verifies tokens; `previous`, when set, still
+    /// verifies them during a rotation. Key length and a sane leeway are
+    /// checked by the config module.
     pub fn new(
-        _: &[u8],
-        _: Option<&[u8]>,
-        _: u64,
-        _: Option<String>,
-        _: Option<String>,
+        secret: &[u8],
+        previous: Option<&[u8]>,
+        leeway_seconds: u64,
+        issuer: Option<String>,
+        audience: Option<String>,
     ) -> Verifier {
-        Verifier
+        // HMAC takes keys of any length, so `new_from_slice` cannot fail; if it
+        // ever did, the key would be left out and its tokens rejected.
+        let keys = std::iter::once(secret)
+            .chain(previous)
+            .filter_map(|key| HmacSha256::new_from_slice(key).ok())
+            .collect();
+        Verifier {
+            keys,
+            leeway: leeway_seconds as f64,
+            issuer,
+            audience,
+        }
     }
-    pub fn authenticate(
-        &self,
-        authorization: Option<&str>,
-        _now: f64,
-    ) -> Result<UserId, AuthError> {
-        match authorization {
-            None => Err(AuthError::Missing),
-            Some(_) => Err(AuthError::Malformed),
+
+    /// Parses the Authorization header value (None = header absent) and verifies the token.
+    pub fn authenticate(&self, authorization: Option<&str>, now: f64) -> Result<UserId, AuthError> {
+        let token = bearer_token(authorization).inspect_err(log_rejection)?;
+        self.verify(token, now)
+    }
+
+    /// Verifies a bare token.
+    pub fn verify(&self, token: &str, now: f64) -> Result<UserId, AuthError> {
+        self.check(token, now).inspect_err(log_rejection)
+    }
+
+    fn check(&self, token: &str, now: f64) -> Result<UserId, AuthError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(AuthError::TooLong);
+        }
+        // 1. Split and decode. A fourth segment leaves a '.' in `payload_b64`,
+        //    which the base64url alphabet rejects.
+        let (signing_input, signature_b64) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
+        let (header_b64, payload_b64) =
+            signing_input.split_once('.').ok_or(AuthError::Malformed)?;
+        let header = decode_segment(header_b64)?;
+        let payload = decode_segment(payload_b64)?;
+        let signature = decode_segment(signature_b64)?;
+
+        // 2. Authenticate the exact bytes that were signed, in constant time.
+        let authentic = self.keys.iter().any(|key| {
+            let mac = key.clone().chain_update(signing_input.as_bytes());
+            mac.verify_slice(&signature).is_ok()
+        });
+        if !authentic {
+            return Err(AuthError::BadSignature);
+        }
+
+        // 3. Only now interpret the header and the claims.
+        let header = parse_object(&header)?;
+        let alg = header.get("alg").and_then(Value::as_str);
+        if alg != Some("HS256") || header.contains_key("crit") {
+            return Err(AuthError::UnsupportedHeader);
+        }
+        self.check_claims(&parse_object(&payload)?, now)
+    }
+
+    fn check_claims(&self, claims: &Object, now: f64) -> Result<UserId, AuthError> {
+        let exp = numeric_date(claims, "exp")?.ok_or(AuthError::BadClaims)?;
+        let nbf = numeric_date(claims, "nbf")?;
+        let iat = numeric_date(claims, "iat")?;
+        // All operands below are finite: a NaN `now` would make every
+        // comparison false, i.e. accept, so it is refused first.
+        if !now.is_finite() || now >= exp + self.leeway {
+            return Err(AuthError::Expired);
+        }
+        if nbf.is_some_and(|nbf| now + self.leeway < nbf)
+            || iat.is_some_and(|iat| iat > now + self.leeway)
+        {
+            return Err(AuthError::NotYetValid);
+        }
+        if let Some(issuer) = &self.issuer
+            && claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str())
+        {
+            return Err(AuthError::WrongIssuer);
+        }
+        if let Some(audience) = &self.audience
+            && !audience_contains(claims.get("aud"), audience)
+        {
+            return Err(AuthError::WrongAudience);
+        }
+        user_id(claims)
+    }
+}
+
+/// Extracts `<token>` from `Bearer <token>`: the scheme in any case, then one
+/// or more spaces. Anything after the token (even whitespace) stays part of it
+/// and makes it malformed.
+fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
+    let header = authorization.ok_or(AuthError::Missing)?;
+    match header.split_once(' ') {
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("Bearer") => {
+            Ok(rest.trim_start_matches(' '))
+        }
+        _ => Err(AuthError::Malformed),
+    }
+}
+
+/// Strict unpadded base64url (the engine rejects `=`, `+`, `/`, whitespace,
+/// `.` and non-zero trailing bits). Empty segments are rejected as well.
+fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {
+    if segment.is_empty() {
+        return Err(AuthError::Malformed);
+    }
+    URL_SAFE_NO_PAD
+        .decode(segment)
+        .map_err(|_| AuthError::Malformed)
+}
+
+/// The bytes must be exactly one JSON object (serde_json also bounds nesting).
+fn parse_object(json: &[u8]) -> Result<Object, AuthError> {
+    serde_json::from_slice(json).map_err(|_| AuthError::Malformed)
+}
+
+/// An optional NumericDate claim: absent, or a number in `[0, MAX_NUMERIC_DATE]`
+/// (so never NaN nor infinite). Anything else, `null` included, is rejected.
+fn numeric_date(claims: &Object, name: &str) -> Result<Option<f64>, AuthError> {
+    let Some(value) = claims.get(name) else {
+        return Ok(None);
+    };
+    match value.as_f64() {
+        Some(seconds) if (0.0..=MAX_NUMERIC_DATE).contains(&seconds) => Ok(Some(seconds)),
+        _ => Err(AuthError::BadClaims),
+    }
+}
+
+/// `aud` is the expected string, or an array with the expected string in it.
+fn audience_contains(aud: Option<&Value>, expected: &str) -> bool {
+    match aud {
+        Some(Value::String(aud)) => aud == expected,
+        Some(Value::Array(auds)) => auds.iter().any(|aud| aud.as_str() == Some(expected)),
+        _ => false,
+    }
+}
+
+/// The first claim present among [`USER_ID_CLAIMS`] names the user. It must be
+/// a non-empty string of at most [`MAX_USER_ID_LEN`] bytes. A present but
+/// invalid claim (`""`, `null`, a number, too long) is rejected rather than
+/// skipped, so a token cannot pick which claim is used by spoiling one.
+fn user_id(claims: &Object) -> Result<UserId, AuthError> {
+    match USER_ID_CLAIMS.iter().find_map(|name| claims.get(*name)) {
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_USER_ID_LEN => {
+            Ok(UserId(id.clone()))
+        }
+        _ => Err(AuthError::BadClaims),
+    }
+}
+
+fn log_rejection(error: &AuthError) {
+    log::debug!("bearer authentication rejected: {error:?}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use base64::engine::general_purpose::STANDARD_NO_PAD;
+
+    const SECRET: &[u8] = b"current-secret-current-secret-0123456789";
+    const OLD_SECRET: &[u8] = b"previous-secret-previous-secret-01234567";
+    const OTHER_SECRET: &[u8] = b"unrelated-secret-unrelated-secret-012345";
+    /// The pinned clock. Valid test tokens expire an hour later, at 1700003600.
+    const NOW: f64 = 1_700_000_000.0;
+    const HS256: &str = r#"{"alg":"HS256","typ":"JWT"}"#;
+    const ISSUER: &str = "https://app.example.com";
+    const AUDIENCE: &str = "todo-api";
+
+    fn b64(bytes: impl AsRef<[u8]>) -> String {
+        URL_SAFE_NO_PAD.encode(bytes)
+    }
+
+    /// Signs already-encoded segments, so that bad encodings can carry a valid MAC.
+    fn sign_segments(header_b64: &str, payload_b64: &str, key: &[u8]) -> String {
+        let input = format!("{header_b64}.{payload_b64}");
+        let mac = HmacSha256::new_from_slice(key)
+            .unwrap()
+            .chain_update(&input);
+        format!("{input}.{}", b64(mac.finalize().into_bytes()))
+    }
+
+    fn sign(header_json: &str, payload_json: &str, key: &[u8]) -> String {
+        sign_segments(&b64(header_json), &b64(payload_json), key)
+    }
+
+    /// Claims for user "alice", valid at NOW, followed by `extra` (",\"k\":v" pairs).
+    fn alice(extra: &str) -> String {
+        format!(r#"{{"sub":"alice","exp":1700003600{extra}}}"#)
+    }
+
+    /// The header, payload and signature segments of a token.
+    fn segments(token: &str) -> (&str, &str, &str) {
+        let (input, signature) = token.rsplit_once('.').unwrap();
+        let (header, payload) = input.split_once('.').unwrap();
+        (header, payload, signature)
+    }
+
+    /// A valid token of exactly `len` bytes, padded through a claim and header whitespace.
+    fn token_of_len(len: usize) -> String {
+        for spaces in 0..3 {
+            let header = format!(r#"{{"alg":"HS256"{}}}"#, " ".repeat(spaces));
+            for pad in 0..len {
+                let payload = alice(&format!(r#","pad":"{}""#, "x".repeat(pad)));
+                let encoded = |json: &str| base64::encoded_len(json.len(), false).unwrap();
+                // Two dots and a 43-character signature.
+                let total = encoded(&header) + encoded(&payload) + 45;
+                if total == len {
+                    let token = sign(&header, &payload, SECRET);
+                    assert_eq!(token.len(), len);
+                    return token;
+                }
+                if total > len {
+                    break;
+                }
+            }
+        }
+        panic!("no token of length {len}");
+    }
+
+    /// Respells the last character of a base64url segment so that only its
+    /// unused trailing bits change: same bytes, non-canonical text.
+    fn with_trailing_bits_set(segment: &str) -> String {
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        assert_ne!(segment.len() % 4, 0, "segment has no trailing bits");
+        let (head, last) = segment.split_at(segment.len() - 1);
+        let index = ALPHABET
+            .iter()
+            .position(|&c| c == last.as_bytes()[0])
+            .unwrap();
+        format!("{head}{}", char::from(ALPHABET[index ^ 1]))
+    }
+
+    #[test]
+    #[rustfmt::skip]
+    fn hostile_and_malformed_tokens() {
+        use AuthError::*;
+        let v = Verifier::new(SECRET, None, 30, None, None);
+        let rot = Verifier::new(SECRET, Some(OLD_SECRET), 30, None, None);
+        let strict = Verifier::new(SECRET, None, 30, Some(ISSUER.into()), Some(AUDIENCE.into()));
+
+        let good = sign(HS256, &alice(""), SECRET);
+        let (h64, p64, s64) = segments(&good);
+        let sig = URL_SAFE_NO_PAD.decode(s64).unwrap();
+        let ok = |id: &str| Ok(id.to_owned());
+        let header = |value: &str| Some(value.to_owned());
+        // Bearer header around a token; then tokens signed with SECRET from
+        // raw segments, a header (alice's claims), claims, alice plus extra
+        // claims, a `sub` value, or with `good`'s signature replaced.
+        let b = |token: &str| Some(format!("Bearer {token}"));
+        let raw = |header_b64: &str, payload_b64: &str| b(&sign_segments(header_b64, payload_b64, SECRET));
+        let h = |header_json: &str| b(&sign(header_json, &alice(""), SECRET));
+        let c = |claims_json: &str| b(&sign(HS256, claims_json, SECRET));
+        let a = |extra: &str| c(&alice(extra));
+        let sub = |value: &str| c(&format!(r#"{{"sub":{value},"exp":1700003600}}"#));
+        let with_sig = |signature: &[u8]| b(&format!("{h64}.{p64}.{}", b64(signature)));
+        let quoted = |s: String| format!("\"{s}\"");
+
+        // Payload segments that are only accepted spelled canonically.
+        let slashy = alice(r#","x":"?????????>>>>>>>>>""#); // holds aligned "???" and ">>>"
+        let std_b64 = STANDARD_NO_PAD.encode(&slashy);
+        assert!(std_b64.contains('+') && std_b64.contains('/'));
+        let odd_b64 = b64(alice(r#","x":"1""#));
+
+        // (name, verifier, Authorization header, expected user id or error)
+        type Case<'a> = (&'a str, &'a Verifier, Option<String>, Result<String, AuthError>);
+        let cases: Vec<Case> = vec![
+            // The Authorization header.
+            ("valid token", &v, b(&good), ok("alice")),
+            ("no header", &v, None, Err(Missing)),
+            ("empty header", &v, header(""), Err(Malformed)),
+            ("scheme alone", &v, header("Bearer"), Err(Malformed)),
+            ("scheme and one space", &v, header("Bearer "), Err(Malformed)),
+            ("scheme and spaces", &v, header("Bearer    "), Err(Malformed)),
+            ("basic scheme", &v, header("Basic dXNlcjpwYXNz"), Err(Malformed)),
+            ("other scheme with a jwt", &v, header(&format!("Token {good}")), Err(Malformed)),
+            ("scheme with a colon", &v, header(&format!("Bearer: {good}")), Err(Malformed)),
+            ("longer scheme", &v, header(&format!("Bearers {good}")), Err(Malformed)),
+            ("lowercase scheme, three spaces", &v, header(&format!("bearer   {good}")), ok("alice")),
+            ("uppercase scheme", &v, header(&format!("BEARER {good}")), ok("alice")),
+            ("tab separator", &v, header(&format!("Bearer\t{good}")), Err(Malformed)),
+            ("leading space", &v, header(&format!(" Bearer {good}")), Err(Malformed)),
+            ("trailing space", &v, header(&format!("Bearer {good} ")), Err(Malformed)),
+            ("trailing newline", &v, header(&format!("Bearer {good}\n")), Err(Malformed)),
+            ("second word", &v, header(&format!("Bearer {good} x")), Err(Malformed)),
+            ("two tokens", &v, header(&format!("Bearer {good},{good}")), Err(Malformed)),
+            // Segments.
+            ("only dots", &v, b(".."), Err(Malformed)),
+            ("one segment", &v, b(h64), Err(Malformed)),
+            ("two segments", &v, b(&format!("{h64}.{p64}")), Err(Malformed)),
+            ("four segments", &v, b(&format!("{good}.{s64}")), Err(Malformed)),
+            ("empty signature", &v, b(&format!("{h64}.{p64}.")), Err(Malformed)),
+            ("empty header", &v, b(&format!(".{p64}.{s64}")), Err(Malformed)),
+            ("empty payload, signed", &v, raw(h64, ""), Err(Malformed)),
+            ("double dot", &v, b(&format!("{h64}..{p64}.{s64}")), Err(Malformed)),
+            // Base64url strictness: nothing but the canonical spelling.
+            ("padded signature", &v, b(&format!("{good}=")), Err(Malformed)),
+            ("padded payload, signed", &v, raw(h64, &format!("{p64}=")), Err(Malformed)),
+            ("standard alphabet, signed", &v, raw(h64, &std_b64), Err(Malformed)),
+            ("'+' in signature", &v, b(&format!("{h64}.{p64}.+{}", &s64[1..])), Err(Malformed)),
+            ("'/' in signature", &v, b(&format!("{h64}.{p64}./{}", &s64[1..])), Err(Malformed)),
+            ("space in payload", &v, b(&format!("{h64}.{} {}.{s64}", &p64[..8], &p64[8..])), Err(Malformed)),
+            ("newline in signature", &v, b(&format!("{h64}.{p64}.{}\n{}", &s64[..8], &s64[8..])), Err(Malformed)),
+            ("signature trailing bits", &v, b(&format!("{h64}.{p64}.{}", with_trailing_bits_set(s64))), Err(Malformed)),
+            ("payload trailing bits, signed", &v, raw(h64, &with_trailing_bits_set(&odd_b64)), Err(Malformed)),
+            ("the same payload, canonical", &v, raw(h64, &odd_b64), ok("alice")),
+            // JSON shape, signed with the right key.
+            ("header not JSON", &v, h("alg=HS256"), Err(Malformed)),
+            ("header array", &v, h(r#"["HS256"]"#), Err(Malformed)),
+            ("header string", &v, h(r#""HS256""#), Err(Malformed)),
+            ("header number", &v, h("256"), Err(Malformed)),
+            ("payload not JSON", &v, c("sub=alice"), Err(Malformed)),
+            ("payload array", &v, c(&format!("[{}]", alice(""))), Err(Malformed)),
+            ("payload string", &v, c(r#""alice""#), Err(Malformed)),
+            ("payload number", &v, c("1700003600"), Err(Malformed)),
+            ("payload null", &v, c("null"), Err(Malformed)),
+            ("payload trailing data", &v, c(&format!("{} {{}}", alice(""))), Err(Malformed)),
+            ("payload not UTF-8", &v, raw(h64, &b64(b"{\"sub\":\"\xff\",\"exp\":1700003600}")), Err(Malformed)),
+            // Header parameters.
+            ("alg none, no signature", &v, b(&format!("{}.{p64}.", b64(r#"{"alg":"none"}"#))), Err(Malformed)),
+            ("alg none, old signature", &v, b(&format!("{}.{p64}.{s64}", b64(r#"{"alg":"none"}"#))), Err(BadSignature)),
+            ("alg none, valid MAC", &v, h(r#"{"alg":"none"}"#), Err(UnsupportedHeader)),
+            ("alg None, valid MAC", &v, h(r#"{"alg":"None"}"#), Err(UnsupportedHeader)),
+            ("alg RS256, valid MAC", &v, h(r#"{"alg":"RS256","typ":"JWT"}"#), Err(UnsupportedHeader)),
+            ("alg HS512, valid MAC", &v, h(r#"{"alg":"HS512","typ":"JWT"}"#), Err(UnsupportedHeader)),
+            ("alg ES256, valid MAC", &v, h(r#"{"alg":"ES256","typ":"JWT"}"#), Err(UnsupportedHeader)),
+            ("alg hs256, valid MAC", &v, h(r#"{"alg":"hs256","typ":"JWT"}"#), Err(UnsupportedHeader)),
+            ("alg 'HS256 ', valid MAC", &v, h(r#"{"alg":"HS256 "}"#), Err(UnsupportedHeader)),
+            ("alg missing, valid MAC", &v, h(r#"{"typ":"JWT"}"#), Err(UnsupportedHeader)),
+            ("alg null, valid MAC", &v, h(r#"{"alg":null}"#), Err(UnsupportedHeader)),
+            ("alg array, valid MAC", &v, h(r#"{"alg":["HS256"]}"#), Err(UnsupportedHeader)),
+            ("crit list, valid MAC", &v, h(r#"{"alg":"HS256","crit":["exp"]}"#), Err(UnsupportedHeader)),
+            ("crit empty, valid MAC", &v, h(r#"{"alg":"HS256","crit":[]}"#), Err(UnsupportedHeader)),
+            ("crit null, valid MAC", &v, h(r#"{"alg":"HS256","crit":null}"#), Err(UnsupportedHeader)),
+            ("two algs, none last", &v, h(r#"{"alg":"HS256","alg":"none"}"#), Err(UnsupportedHeader)),
+            ("two algs, HS256 last", &v, h(r#"{"alg":"none","alg":"HS256"}"#), ok("alice")),
+            ("alg spelled with escapes", &v, h(r#"{"alg":"HS\u0032\u0035\u0036"}"#), ok("alice")),
+            ("no typ", &v, h(r#"{"alg":"HS256"}"#), ok("alice")),
+            ("other typ, kid", &v, h(r#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#), ok("alice")),
+            // The signature.
+            ("tampered payload", &v, b(&format!("{h64}.{}.{s64}", b64(r#"{"sub":"admin","exp":4102444800}"#))), Err(BadSignature)),
+            ("tampered header", &v, b(&format!("{}.{p64}.{s64}", b64(r#"{"alg":"HS256"}"#))), Err(BadSignature)),
+            ("signature cut to 31 bytes", &v, with_sig(&sig[..31]), Err(BadSignature)),
+            ("signature cut to 16 bytes", &v, with_sig(&sig[..16]), Err(BadSignature)),
+            ("signature plus a byte", &v, with_sig(&[&sig[..], &[0]].concat()), Err(BadSignature)),
+            ("signature twice", &v, with_sig(&sig.repeat(2)), Err(BadSignature)),
+            ("signature all zero", &v, with_sig(&[0; 32]), Err(BadSignature)),
+            ("another token's signature", &v, with_sig(segments(&sign(HS256, &alice(",\"x\":1"), SECRET)).2.as_bytes()), Err(BadSignature)),
+            ("wrong secret", &v, b(&sign(HS256, &alice(""), OTHER_SECRET)), Err(BadSignature)),
+            ("empty secret", &v, b(&sign(HS256, &alice(""), b"")), Err(BadSignature)),
+            ("previous secret, no rotation", &v, b(&sign(HS256, &alice(""), OLD_SECRET)), Err(BadSignature)),
+            ("previous secret, rotating", &rot, b(&sign(HS256, &alice(""), OLD_SECRET)), ok("alice")),
+            ("current secret, rotating", &rot, b(&good), ok("alice")),
+            ("neither secret, rotating", &rot, b(&sign(HS256, &alice(""), OTHER_SECRET)), Err(BadSignature)),
+            ("MAC before exp", &v, b(&sign(HS256, r#"{"sub":"alice","exp":1}"#, OTHER_SECRET)), Err(BadSignature)),
+            ("MAC before alg", &v, b(&sign(r#"{"alg":"none"}"#, &alice(""), OTHER_SECRET)), Err(BadSignature)),
+            ("MAC before JSON", &v, b(&sign_segments(h64, &b64("not json"), OTHER_SECRET)), Err(BadSignature)),
+            // exp.
+            ("exp missing", &v, c(r#"{"sub":"alice"}"#), Err(BadClaims)),
+            ("exp string", &v, c(r#"{"sub":"alice","exp":"1700003600"}"#), Err(BadClaims)),
+            ("exp fractional", &v, c(r#"{"sub":"alice","exp":1700003600.5}"#), ok("alice")),
+            ("exp with exponent", &v, c(r#"{"sub":"alice","exp":1.7000036e9}"#), ok("alice")),
+            ("exp at the maximum", &v, c(r#"{"sub":"alice","exp":253402300799}"#), ok("alice")),
+            ("exp past the maximum", &v, c(r#"{"sub":"alice","exp":253402300800}"#), Err(BadClaims)),
+            ("exp huge", &v, c(r#"{"sub":"alice","exp":1e300}"#), Err(BadClaims)),
+            ("exp u64::MAX", &v, c(r#"{"sub":"alice","exp":18446744073709551615}"#), Err(BadClaims)),
+            ("exp beyond f64", &v, c(r#"{"sub":"alice","exp":1e999}"#), Err(Malformed)),
+            ("exp negative", &v, c(r#"{"sub":"alice","exp":-1}"#), Err(BadClaims)),
+            ("exp NaN literal", &v, c(r#"{"sub":"alice","exp":NaN}"#), Err(Malformed)),
+            ("exp Infinity literal", &v, c(r#"{"sub":"alice","exp":Infinity}"#), Err(Malformed)),
+            ("exp NaN string", &v, c(r#"{"sub":"alice","exp":"NaN"}"#), Err(BadClaims)),
+            ("exp null", &v, c(r#"{"sub":"alice","exp":null}"#), Err(BadClaims)),
+            ("exp bool", &v, c(r#"{"sub":"alice","exp":true}"#), Err(BadClaims)),
+            ("exp object", &v, c(r#"{"sub":"alice","exp":{"t":1700003600}}"#), Err(BadClaims)),
+            ("exp zero", &v, c(r#"{"sub":"alice","exp":0}"#), Err(Expired)),
+            ("exp past the leeway", &v, c(r#"{"sub":"alice","exp":1699999969}"#), Err(Expired)),
+            ("exp + leeway == now", &v, c(r#"{"sub":"alice","exp":1699999970}"#), Err(Expired)),
+            ("exp within the leeway", &v, c(r#"{"sub":"alice","exp":1699999970.5}"#), ok("alice")),
+            ("expired, also no user", &v, c(r#"{"sub":"","exp":1}"#), Err(Expired)),
+            // nbf and iat.
+            ("nbf in the future", &v, a(r#","nbf":1700000031"#), Err(NotYetValid)),
+            ("nbf within the leeway", &v, a(r#","nbf":1700000030"#), ok("alice")),
+            ("nbf past", &v, a(r#","nbf":1600000000"#), ok("alice")),
+            ("nbf string", &v, a(r#","nbf":"1600000000""#), Err(BadClaims)),
+            ("nbf null", &v, a(r#","nbf":null"#), Err(BadClaims)),
+            ("iat in the future", &v, a(r#","iat":1700000031"#), Err(NotYetValid)),
+            ("iat within the leeway", &v, a(r#","iat":1700000030"#), ok("alice")),
+            ("iat past, fractional", &v, a(r#","iat":1699999999.25"#), ok("alice")),
+            ("iat bool", &v, a(r#","iat":false"#), Err(BadClaims)),
+            ("iat negative", &v, a(r#","iat":-5"#), Err(BadClaims)),
+            // The user id.
+            ("sub empty", &v, sub(r#""""#), Err(BadClaims)),
+            ("sub number", &v, sub("42"), Err(BadClaims)),
+            ("sub null", &v, sub("null"), Err(BadClaims)),
+            ("sub array", &v, sub(r#"["alice"]"#), Err(BadClaims)),
+            ("sub object", &v, sub(r#"{"id":"alice"}"#), Err(BadClaims)),
+            ("sub 255 bytes", &v, sub(&quoted("a".repeat(255))), ok(&"a".repeat(255))),
+            ("sub 256 bytes", &v, sub(&quoted("a".repeat(256))), Err(BadClaims)),
+            ("sub 254 bytes of 'é'", &v, sub(&quoted("é".repeat(127))), ok(&"é".repeat(127))),
+            ("sub 256 bytes of 'é'", &v, sub(&quoted("é".repeat(128))), Err(BadClaims)),
+            ("sub escaped", &v, sub(r#""al\u0069ce""#), ok("alice")),
+            ("sub 1 MB", &v, sub(&quoted("a".repeat(1 << 20))), Err(TooLong)),
+            ("no user id claim", &v, c(r#"{"exp":1700003600}"#), Err(BadClaims)),
+            ("user_id, sub absent", &v, c(r#"{"user_id":"u1","id":"i1","exp":1700003600}"#), ok("u1")),
+            ("id, sub and user_id absent", &v, c(r#"{"id":"i1","user":{"id":"i1"},"exp":1700003600}"#), ok("i1")),
+            ("sub first", &v, c(r#"{"id":"i1","user_id":"u1","sub":"alice","exp":1700003600}"#), ok("alice")),
+            ("sub null, no fallback", &v, c(r#"{"sub":null,"user_id":"u1","id":"i1","exp":1700003600}"#), Err(BadClaims)),
+            ("sub empty, no fallback", &v, c(r#"{"sub":"","id":"i1","exp":1700003600}"#), Err(BadClaims)),
+            ("user_id number, no fallback", &v, c(r#"{"user_id":7,"id":"i1","exp":1700003600}"#), Err(BadClaims)),
+            ("id number", &v, c(r#"{"id":7,"exp":1700003600}"#), Err(BadClaims)),
+            // Size.
+            ("exactly 8192 bytes", &v, b(&token_of_len(MAX_TOKEN_LEN)), ok("alice")),
+            ("8193 bytes", &v, b(&token_of_len(MAX_TOKEN_LEN + 1)), Err(TooLong)),
+            ("8193 bytes of junk", &v, b(&"!".repeat(MAX_TOKEN_LEN + 1)), Err(TooLong)),
+            // Issuer and audience: checked only when configured.
+            ("iss and aud match", &strict, a(r#","iss":"https://app.example.com","aud":"todo-api""#), ok("alice")),
+            ("aud array has it", &strict, a(r#","iss":"https://app.example.com","aud":["web","todo-api"]"#), ok("alice")),
+            ("iss wrong", &strict, a(r#","iss":"https://evil.example.com","aud":"todo-api""#), Err(WrongIssuer)),
+            ("iss other case", &strict, a(r#","iss":"https://APP.example.com","aud":"todo-api""#), Err(WrongIssuer)),
+            ("iss missing", &strict, a(r#","aud":"todo-api""#), Err(WrongIssuer)),
+            ("iss in an array", &strict, a(r#","iss":["https://app.example.com"],"aud":"todo-api""#), Err(WrongIssuer)),
+            ("aud wrong", &strict, a(r#","iss":"https://app.example.com","aud":"todo-api-admin""#), Err(WrongAudience)),
+            ("aud array lacks it", &strict, a(r#","iss":"https://app.example.com","aud":["web"]"#), Err(WrongAudience)),
+            ("aud empty array", &strict, a(r#","iss":"https://app.example.com","aud":[]"#), Err(WrongAudience)),
+            ("aud missing", &strict, a(r#","iss":"https://app.example.com""#), Err(WrongAudience)),
+            ("aud number", &strict, a(r#","iss":"https://app.example.com","aud":1"#), Err(WrongAudience)),
+            ("iss, aud ignored if unset", &v, a(r#","iss":42,"aud":{"x":null}"#), ok("alice")),
+        ];
+        assert!(cases.len() >= 40);
+        for (name, verifier, authorization, expected) in cases {
+            let got = verifier.authenticate(authorization.as_deref(), NOW);
+            assert_eq!(got.map(|id| id.as_str().to_owned()), expected, "case {name:?}");
+        }
+    }
+
+    #[test]
+    fn verify_takes_the_bare_token() {
+        let v = Verifier::new(SECRET, None, 30, None, None);
+        let token = sign(HS256, &alice(""), SECRET);
+        assert_eq!(v.verify(&token, NOW).unwrap().as_str(), "alice");
+        assert_eq!(v.verify("", NOW), Err(AuthError::Malformed));
+        assert_eq!(
+            v.verify(&format!("Bearer {token}"), NOW),
+            Err(AuthError::Malformed)
+        );
+    }
+
+    #[test]
+    fn leeway_is_configurable() {
+        let token = sign(HS256, &alice(r#","nbf":1700000100"#), SECRET);
+        let strict = Verifier::new(SECRET, None, 0, None, None);
+        let lenient = Verifier::new(SECRET, None, 120, None, None);
+        assert_eq!(strict.verify(&token, NOW), Err(AuthError::NotYetValid));
+        assert_eq!(lenient.verify(&token, NOW).unwrap().as_str(), "alice");
+        assert_eq!(
+            strict.verify(&token, 1_700_003_599.9).unwrap().as_str(),
+            "alice"
+        );
+        assert_eq!(
+            strict.verify(&token, 1_700_003_600.0),
+            Err(AuthError::Expired)
+        );
+        assert_eq!(
+            lenient.verify(&token, 1_700_003_719.9).unwrap().as_str(),
+            "alice"
+        );
+        assert_eq!(
+            lenient.verify(&token, 1_700_003_720.0),
+            Err(AuthError::Expired)
+        );
+    }
+
+    #[test]
+    fn non_finite_now_fails_closed() {
+        let v = Verifier::new(SECRET, None, 30, None, None);
+        let token = sign(HS256, &alice(""), SECRET);
+        for now in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
+            assert_eq!(
+                v.verify(&token, now),
+                Err(AuthError::Expired),
+                "now = {now}"
+            );
+        }
+    }
+
+    /// RFC 7515, Appendix A.1: the example JWS using HMAC SHA-256.
+    #[test]
+    fn rfc7515_appendix_a1() {
+        const TOKEN: &str = concat!(
+            "eyJ0eXAiOiJKV1QiLA0KICJhbGciOiJIUzI1NiJ9",
+            ".eyJpc3MiOiJqb2UiLA0KICJleHAiOjEzMDA4MTkzODAsDQogImh0dHA6Ly9leGFt",
+            "cGxlLmNvbS9pc19yb290Ijp0cnVlfQ",
+            ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
+        );
+        const JWK_K: &str = concat!(
+            "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75",
+            "aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
+        );
+        const EXP: f64 = 1_300_819_380.0;
+        let (header, payload, _) = segments(TOKEN);
+        let header = URL_SAFE_NO_PAD.decode(header).unwrap();
+        let payload = URL_SAFE_NO_PAD.decode(payload).unwrap();
+        assert_eq!(header, b"{\"typ\":\"JWT\",\r\n \"alg\":\"HS256\"}");
+        let claims =
+            "{\"iss\":\"joe\",\r\n \"exp\":1300819380,\r\n \"http://example.com/is_root\":true}";
+        assert_eq!(payload, claims.as_bytes());
+        let key = URL_SAFE_NO_PAD.decode(JWK_K).unwrap();
+        let v = Verifier::new(&key, None, 30, None, None);
+
+        // MAC, header and times pass; the only fault is that no claim names a user.
+        assert_eq!(v.verify(TOKEN, 1_300_819_000.0), Err(AuthError::BadClaims));
+        assert_eq!(v.verify(TOKEN, EXP + 29.9), Err(AuthError::BadClaims));
+        let joe = Verifier::new(&key, None, 30, Some("joe".into()), None);
+        assert_eq!(
+            joe.verify(TOKEN, 1_300_819_000.0),
+            Err(AuthError::BadClaims)
+        );
+        let not_joe = Verifier::new(&key, None, 30, Some("jo".into()), None);
+        assert_eq!(
+            not_joe.verify(TOKEN, 1_300_819_000.0),
+            Err(AuthError::WrongIssuer)
+        );
+        // Expired once the leeway is over, and at the real current time.
+        assert_eq!(v.verify(TOKEN, EXP + 30.0), Err(AuthError::Expired));
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap();
+        assert_eq!(v.verify(TOKEN, now.as_secs_f64()), Err(AuthError::Expired));
+        // Under any other key, the signature fails.
+        let other = Verifier::new(SECRET, None, 30, None, None);
+        assert_eq!(
+            other.verify(TOKEN, 1_300_819_000.0),
+            Err(AuthError::BadSignature)
+        );
+    }
+
+    /// Tokens signed by `jose` (Node) and `PyJWT`; regenerate with scripts/jwt-fixtures.sh.
+    #[test]
+    fn accepts_tokens_from_jose_and_pyjwt() {
+        let fixtures: Value =
+            serde_json::from_str(include_str!("../tests/fixtures/jwt.json")).unwrap();
+        let secret = fixtures["secret"].as_str().unwrap().as_bytes();
+        let now = fixtures["generated_at"].as_f64().unwrap() + 60.0;
+        let tokens = fixtures["tokens"].as_array().unwrap();
+        assert!(tokens.len() >= 6);
+        let user = |result: Result<UserId, AuthError>| result.map(|id| id.as_str().to_owned());
+        for fixture in tokens {
+            let label = fixture["label"].as_str().unwrap();
+            let token = fixture["token"].as_str().unwrap();
+            let expected = Ok(fixture["user_id"].as_str().unwrap().to_owned());
+            let v = Verifier::new(secret, None, 30, None, None);
+            assert_eq!(user(v.verify(token, now)), expected, "{label}");
+            let issuer = fixture["issuer"].as_str().map(String::from);
+            let audience = fixture["audience"].as_str().map(String::from);
+            if issuer.is_some() || audience.is_some() {
+                let strict = Verifier::new(secret, None, 30, issuer, audience);
+                assert_eq!(
+                    user(strict.verify(token, now)),
+                    expected,
+                    "{label}, iss/aud"
+                );
+                let other = Verifier::new(secret, None, 30, None, Some("other".into()));
+                assert_eq!(
+                    other.verify(token, now),
+                    Err(AuthError::WrongAudience),
+                    "{label}"
+                );
+            }
+            let later = 4_102_444_831.0; // past their exp (2100-01-01, +0.5 at most) + leeway
+            assert_eq!(
+                v.verify(token, later),
+                Err(AuthError::Expired),
+                "{label}, expiry"
+            );
+            let wrong_key = Verifier::new(OTHER_SECRET, None, 30, None, None);
+            assert_eq!(
+                wrong_key.verify(token, now),
+                Err(AuthError::BadSignature),
+                "{label}"
+            );
+        }
+    }
+
+    #[test]
+    fn reasons_are_fixed_and_distinct() {
+        use AuthError::*;
+        let all = [
+            Missing,
+            Malformed,
+            TooLong,
+            UnsupportedHeader,
+            BadSignature,
+            Expired,
+            NotYetValid,
+            WrongIssuer,
+            WrongAudience,
+            BadClaims,
+        ];
+        for (i, kind) in all.iter().enumerate() {
+            assert!(!kind.reason().is_empty() && kind.reason().len() < 60);
+            assert_eq!(kind.to_string(), kind.reason());
+            assert_eq!(kind.token_presented(), *kind != Missing);
+            for other in &all[i + 1..] {
+                assert_ne!(kind.reason(), other.reason());
+            }
+        }
+    }
+
+    /// Records every log line of this test binary.
+    struct Capture(std::sync::Mutex<Vec<(log::Level, String)>>);
+
+    impl log::Log for Capture {
+        fn enabled(&self, _: &log::Metadata) -> bool {
+            true
+        }
+        fn log(&self, record: &log::Record) {
+            let line = (record.level(), record.args().to_string());
+            self.0.lock().unwrap().push(line);
+        }
+        fn flush(&self) {}
+    }
+
+    #[test]
+    fn logs_the_kind_at_debug_and_never_the_token() {
+        static CAPTURE: Capture = Capture(std::sync::Mutex::new(Vec::new()));
+        log::set_logger(&CAPTURE).expect("no other test installs a logger");
+        log::set_max_level(log::LevelFilter::Trace);
+        let v = Verifier::new(SECRET, None, 30, None, None);
+        let forged = sign(HS256, &alice(""), OTHER_SECRET);
+        let expired = sign(HS256, r#"{"sub":"alice","exp":1}"#, SECRET);
+        for token in [&forged, &expired] {
+            assert!(
+                v.authenticate(Some(&format!("Bearer {token}")), NOW)
+                    .is_err()
+            );
+        }
+        assert_eq!(v.authenticate(None, NOW), Err(AuthError::Missing));
+
+        let lines = CAPTURE.0.lock().unwrap();
+        for kind in ["BadSignature", "Expired", "Missing"] {
+            assert!(
+                lines.iter().any(|(_, line)| line.ends_with(kind)),
+                "{kind} not logged"
+            );
+        }
+        for (level, line) in lines.iter() {
+            assert_eq!(*level, log::Level::Debug, "{line}");
+            for segment in forged.split('.').chain(expired.split('.')) {
+                assert!(!line.contains(segment), "{line}");
+            }
+        }
+    }
+
+    #[test]
+    fn verifier_can_be_shared_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Verifier>();
+        assert_send_sync::<UserId>();
+        assert_send_sync::<AuthError>();
+    }
+
+    #[test]
+    fn debug_never_shows_keys() {
+        let v = Verifier::new(SECRET, Some(OLD_SECRET), 30, Some(ISSUER.into()), None);
+        let shown = format!("{v:?} {v:#?}");
+        assert!(shown.contains("<2 redacted>") && shown.contains(ISSUER));
+        for secret in [SECRET, OLD_SECRET] {
+            assert!(!shown.contains(std::str::from_utf8(secret).unwrap()));
+            assert!(!shown.contains(&format!("{secret:?}")[1..20]));
         }
     }
 }

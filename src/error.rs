@@ -2,7 +2,8 @@
 //!
 //! Invariants a reviewer can check in this file alone:
 //! - no status code is chosen anywhere else;
-//! - an internal cause (database error, panic) is logged once here and never sent to the client;
+//! - an internal cause (database error, panic) is logged once here and never sent to the client
+//!   (token rejections are logged, by kind, in `auth.rs`);
 //! - every error body is JSON with `detail`, `code` and `request_id`.
 
 use rouille::Response;

@@ -1,5 +1,7 @@
 //! Integration tests: the real server, over HTTP, on a fresh PostgreSQL database each.
+#![allow(clippy::unwrap_used, clippy::expect_used)] // a failed step fails the test
 
+mod auth;
 mod common;
 mod foundation;
 mod tasks;
