@@ -382,6 +382,52 @@ mod tests {
         }
     }
 
+    /// The OpenAPI document and the route table describe the same routes and methods.
+    #[test]
+    fn the_openapi_document_matches_the_route_table() {
+        let doc: serde_json::Value = serde_json::from_str(crate::OPENAPI).unwrap();
+        assert_eq!(doc["openapi"], "3.1.0");
+        let mut documented = Vec::new();
+        for (template, operations) in doc["paths"].as_object().unwrap() {
+            let path = template.replace("{id}", "1").replace("{user_id}", "u1");
+            let route =
+                resolve(&path).unwrap_or_else(|| panic!("{template} is documented but not routed"));
+            let mut methods: Vec<String> = operations
+                .as_object()
+                .unwrap()
+                .keys()
+                .filter(|k| *k != "parameters")
+                .map(|m| m.to_uppercase())
+                .collect();
+            let mut served: Vec<String> = route
+                .endpoint
+                .methods()
+                .iter()
+                .map(|m| m.to_string())
+                .collect();
+            methods.sort();
+            served.sort();
+            assert_eq!(methods, served, "{template}");
+            documented.push((route.endpoint, route.path_user.is_some()));
+        }
+        use Endpoint::*;
+        let public = [Health, Ready, OpenApi].map(|e| (e, false));
+        let families = [Tasks, Task, Complete]
+            .into_iter()
+            .flat_map(|e| [(e, false), (e, true)]);
+        for endpoint in public.into_iter().chain(families) {
+            // A new endpoint must be added to the lists above, and then to the document.
+            match endpoint.0 {
+                Health | Ready | OpenApi | Tasks | Task | Complete => {}
+            }
+            assert!(
+                documented.contains(&endpoint),
+                "{endpoint:?} is routed but not documented"
+            );
+        }
+        assert_eq!(documented.len(), 9);
+    }
+
     #[test]
     fn task_ids_are_plain_positive_int64() {
         for ok in ["1", "42", "9223372036854775807"] {

@@ -664,3 +664,21 @@ fn a_big_list_uses_an_index() {
     assert_eq!(reply.json().as_array().unwrap().len(), 50);
     assert_eq!(reply.header("X-Total-Count"), Some("10000"));
 }
+
+#[test]
+fn the_operators_smoke_script_passes() {
+    let app = spawn_app();
+    let output = std::process::Command::new("bash")
+        .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/smoke.sh"))
+        .arg(format!("http://{}", app.addr))
+        .env("BETTER_AUTH_SECRET", SECRET)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(stdout.contains("all 11 steps passed"), "{stdout}");
+}

@@ -1,0 +1,186 @@
+#!/usr/bin/env bash
+# Smoke test of a running deployment: health, then the whole life of one task under a throwaway
+# user, then one 401 and one 403. Prints one line per step and stops at the first surprise,
+# showing the response body of the failing step.
+#
+#   BETTER_AUTH_SECRET=<the server's secret> scripts/smoke.sh https://api.example.com
+#
+# Needs only bash, curl, openssl and coreutils. The tokens it mints (HS256, valid 5 minutes) are
+# for a user `smoke-<random hex>`; the task it creates is deleted again. The user's row in the
+# `users` table stays (the API has no way to remove it).
+set -euo pipefail
+
+if [ $# -ne 1 ] || [ -z "$1" ]; then
+  echo "usage: BETTER_AUTH_SECRET=<secret> $0 BASE_URL" >&2
+  exit 2
+fi
+if [ -z "${BETTER_AUTH_SECRET:-}" ]; then
+  echo "smoke: BETTER_AUTH_SECRET is not set: export the secret the server verifies tokens with" >&2
+  exit 2
+fi
+base=${1%/}
+
+tmp=$(mktemp -d)
+task_id=
+deleted=
+cleanup() {
+  # A run that stopped half way removes the task it created, if it can.
+  if [ -n "$task_id" ] && [ -z "$deleted" ]; then
+    curl -sS -o /dev/null --max-time 10 -X DELETE -H "Authorization: Bearer $token" \
+      "$base/api/tasks/$task_id" 2>/dev/null || true
+  fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+# --- tokens ---------------------------------------------------------------------------------
+
+b64url() { base64 | tr '+/' '-_' | tr -d '=\n'; }
+
+# jwt SUB: an HS256 token for SUB, issued now, expiring in 300 s.
+jwt() {
+  local now header payload signature
+  now=$(date +%s)
+  header=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
+  payload=$(printf '{"sub":"%s","iat":%d,"exp":%d}' "$1" "$now" $((now + 300)) | b64url)
+  signature=$(printf '%s' "$header.$payload" |
+    openssl dgst -sha256 -hmac "$BETTER_AUTH_SECRET" -binary | b64url)
+  printf '%s.%s.%s' "$header" "$payload" "$signature"
+}
+
+run_id=$(openssl rand -hex 6)
+user="smoke-$run_id"
+other="smoke-other-$(openssl rand -hex 6)"
+token=$(jwt "$user")
+
+# --- steps ----------------------------------------------------------------------------------
+
+step=0
+name=
+status=
+body=
+headers=
+
+# call NAME METHOD PATH [curl args...]: sends the request; sets status, body and headers.
+call() {
+  name=$1
+  local method=$2 path=$3
+  shift 3
+  step=$((step + 1))
+  body="$tmp/$step.body"
+  headers="$tmp/$step.headers"
+  : >"$body"
+  : >"$headers"
+  status=$(curl -sS -o "$body" -D "$headers" -w '%{http_code}' --max-time 15 \
+    -X "$method" -H "X-Request-Id: smoke-$run_id-$step" "$@" "$base$path" 2>"$tmp/$step.err") ||
+    true
+  if [ -z "$status" ] || [ "$status" = 000 ]; then
+    status=000
+    fail "no HTTP response: $(cat "$tmp/$step.err")"
+  fi
+}
+
+fail() {
+  printf '%-18s %s FAIL\n' "$name" "$status"
+  echo "  $1" >&2
+  if [ -s "$body" ]; then
+    echo "  response body:" >&2
+    sed 's/^/    /' "$body" >&2
+    echo >&2
+  fi
+  exit 1
+}
+
+pass() { printf '%-18s %s OK\n' "$name" "$status"; }
+
+expect_status() {
+  [ "$status" = "$1" ] || fail "expected HTTP $1, got $status"
+}
+
+# header NAME: the value of the response header NAME (last one if repeated), without CR.
+header() {
+  { grep -i "^$1:" "$headers" || true; } | tail -n 1 | cut -d: -f2- | tr -d '\r' | sed 's/^[[:space:]]*//'
+}
+
+expect_header() {
+  local value
+  value=$(header "$1")
+  [ -n "$value" ] || fail "response has no $1 header"
+  if [ $# -ge 2 ] && [ "$value" != "$2" ]; then
+    fail "expected $1: $2, got $1: $value"
+  fi
+}
+
+expect_body() {
+  grep -qF -- "$1" "$body" || fail "response body does not contain $1"
+}
+
+auth=(-H "Authorization: Bearer $token")
+json=(-H "Content-Type: application/json")
+
+call health GET /health
+expect_status 200
+expect_body '"status":"ok"'
+pass
+
+call ready GET /health/ready
+expect_status 200
+expect_body '"database":"ok"'
+pass
+
+title="smoke test $run_id"
+call create POST /api/tasks "${auth[@]}" "${json[@]}" \
+  --data-binary "{\"title\":\"$title\",\"description\":\"created by scripts/smoke.sh\"}"
+expect_status 201
+expect_header Location
+task_id=$(sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p' "$body" | head -n 1)
+[ -n "$task_id" ] || fail "no numeric \"id\" in the response body"
+case $(header Location) in
+  */api/tasks/"$task_id") ;;
+  *) fail "Location $(header Location) does not name task $task_id" ;;
+esac
+expect_body "\"title\":\"$title\""
+pass
+
+call get GET "/api/tasks/$task_id" "${auth[@]}"
+expect_status 200
+expect_body "\"title\":\"$title\""
+pass
+
+call list GET /api/tasks "${auth[@]}"
+expect_status 200
+expect_header X-Total-Count 1
+expect_body "\"id\":$task_id,"
+pass
+
+new_title="$title renamed"
+call update PUT "/api/tasks/$task_id" "${auth[@]}" "${json[@]}" \
+  --data-binary "{\"title\":\"$new_title\"}"
+expect_status 200
+expect_body "\"title\":\"$new_title\""
+pass
+
+call toggle PATCH "/api/tasks/$task_id/complete" "${auth[@]}"
+expect_status 200
+expect_body '"completed":true'
+pass
+
+call delete DELETE "/api/tasks/$task_id" "${auth[@]}"
+expect_status 204
+deleted=1
+pass
+
+call get-deleted GET "/api/tasks/$task_id" "${auth[@]}"
+expect_status 404
+pass
+
+call no-token GET /api/tasks
+expect_status 401
+expect_header WWW-Authenticate
+pass
+
+call other-user GET "/api/$other/tasks" "${auth[@]}"
+expect_status 403
+pass
+
+echo "smoke: all $step steps passed against $base"
