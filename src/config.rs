@@ -33,6 +33,9 @@ pub struct Config {
     pub pool_size: u32,
     pub pool_timeout: Duration,
     pub workers: usize,
+    pub max_connections: usize,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub jwt_leeway_seconds: u64,
@@ -64,6 +67,9 @@ impl fmt::Debug for Config {
             .field("pool_size", &self.pool_size)
             .field("pool_timeout", &self.pool_timeout)
             .field("workers", &self.workers)
+            .field("max_connections", &self.max_connections)
+            .field("idle_timeout", &self.idle_timeout)
+            .field("request_timeout", &self.request_timeout)
             .field("jwt_issuer", &self.jwt_issuer)
             .field("jwt_audience", &self.jwt_audience)
             .field("jwt_leeway_seconds", &self.jwt_leeway_seconds)
@@ -118,6 +124,14 @@ impl Config {
                 1..=60_000,
             )?),
             workers: number(&get, "WORKERS", 32, 1..=4096)?,
+            max_connections: number(&get, "MAX_CONNECTIONS", 4096, 1..=100_000)?,
+            idle_timeout: Duration::from_secs(number(&get, "IDLE_TIMEOUT_SECONDS", 60, 1..=3600)?),
+            request_timeout: Duration::from_secs(number(
+                &get,
+                "REQUEST_TIMEOUT_SECONDS",
+                30,
+                1..=3600,
+            )?),
             jwt_issuer: non_empty(&get, "JWT_ISSUER")?,
             jwt_audience: non_empty(&get, "JWT_AUDIENCE")?,
             jwt_leeway_seconds: number(&get, "JWT_LEEWAY_SECONDS", 30, 0..=3600)?,

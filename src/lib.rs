@@ -8,11 +8,12 @@ pub mod auth;
 pub mod config;
 pub mod db;
 pub mod error;
+pub mod guard;
 pub mod health;
 pub mod http;
 pub mod tasks;
 
-use std::net::SocketAddr;
+use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -20,6 +21,10 @@ use std::time::Duration;
 
 use crate::auth::Verifier;
 use crate::config::{Config, Cors};
+use crate::guard::{Guard, Limits};
+
+/// How long a stop waits for open connections to finish their requests.
+const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The OpenAPI 3.1 document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
@@ -34,24 +39,28 @@ pub struct App {
 /// A server that is accepting requests on `addr`.
 pub struct Running {
     pub addr: SocketAddr,
+    guard: Guard,
     stop: Arc<AtomicBool>,
     thread: Option<JoinHandle<()>>,
 }
 
 impl Running {
-    /// Stops accepting, lets queued and in-flight requests finish, then returns.
+    /// Stops accepting, lets requests in flight finish (for up to `DRAIN_TIMEOUT`), then
+    /// returns; the pool closes with the last handler.
     pub fn stop(mut self) {
         self.shut_down();
     }
 
-    /// Serves until another thread calls `stop` (or the process ends).
-    pub fn wait(mut self) {
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
-    }
-
     fn shut_down(&mut self) {
+        if self.thread.is_none() {
+            return;
+        }
+        if !self.guard.stop(DRAIN_TIMEOUT) {
+            log::warn!(
+                "{} connections still open after {DRAIN_TIMEOUT:?}",
+                self.guard.open_connections()
+            );
+        }
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
@@ -83,12 +92,22 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
         ),
         cors: config.cors.clone(),
     });
-    let server = rouille::Server::new((config.host.as_str(), config.port), move |request| {
+    let listener = TcpListener::bind((config.host.as_str(), config.port))
+        .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+    // rouille listens on loopback only; clients reach it through the guard.
+    let server = rouille::Server::new("127.0.0.1:0", move |request| {
         http::handle(&app, request, dispatch)
     })
-    .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?
+    .map_err(|e| format!("cannot listen on loopback: {e}"))?
     .pool_size(config.workers);
-    let addr = server.server_addr();
+    let limits = Limits {
+        max_connections: config.max_connections,
+        idle_timeout: config.idle_timeout,
+        request_timeout: config.request_timeout,
+    };
+    let guard = Guard::start(listener, server.server_addr(), limits)
+        .map_err(|e| format!("cannot start the connection guard: {e}"))?;
+    let addr = guard.addr();
     log::info!("listening on http://{addr}");
 
     let stop = Arc::new(AtomicBool::new(false));
@@ -105,6 +124,7 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
         .map_err(|e| format!("cannot start the server thread: {e}"))?;
     Ok(Running {
         addr,
+        guard,
         stop,
         thread: Some(thread),
     })

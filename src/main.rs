@@ -1,7 +1,12 @@
-//! The `todo-api` binary: configuration, logging, then `todo_api::start`.
+//! The `todo-api` binary: configuration, logging, `todo_api::start`, and a clean stop on
+//! SIGTERM or SIGINT (stop accepting, finish the requests in flight, close the pool, exit 0).
 
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
+use signal_hook::consts::{SIGINT, SIGTERM};
 use todo_api::config::Config;
 use todo_api::http;
 
@@ -14,14 +19,25 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match todo_api::start(&config, http::dispatch) {
-        Ok(running) => {
-            running.wait();
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            log::error!("{e}");
-            ExitCode::FAILURE
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [SIGTERM, SIGINT] {
+        if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {
+            log::error!("cannot handle signal {signal}: {e}");
+            return ExitCode::FAILURE;
         }
     }
+    let running = match todo_api::start(&config, http::dispatch) {
+        Ok(running) => running,
+        Err(e) => {
+            log::error!("{e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    while !stop.load(Ordering::SeqCst) {
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    log::info!("stopping: finishing the requests in flight");
+    running.stop();
+    log::info!("stopped");
+    ExitCode::SUCCESS
 }

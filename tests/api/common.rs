@@ -124,6 +124,11 @@ pub struct TestApp {
 }
 
 impl TestApp {
+    /// Takes the server out, to stop it from another thread.
+    pub fn take_running(&mut self) -> todo_api::Running {
+        self.running.take().expect("the server is running")
+    }
+
     pub fn stop(&mut self) {
         if let Some(running) = self.running.take() {
             running.stop();

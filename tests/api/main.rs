@@ -3,5 +3,6 @@
 
 mod auth;
 mod common;
+mod faults;
 mod foundation;
 mod tasks;

@@ -1,0 +1,301 @@
+//! Faults and floods: idle and slow clients, oversized heads, pool exhaustion, graceful stop,
+//! hostile input. (Outage and SIGKILL durability are in `outage.rs`.)
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use todo_api::http::dispatch;
+
+use crate::common::*;
+
+/// Reads until the server closes the connection (or `limit` passes); returns what arrived.
+fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
+    stream
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let started = Instant::now();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 4096];
+    while started.elapsed() < limit {
+        match stream.read(&mut buf) {
+            Ok(0) => return (got, true),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e)
+                if e.kind() == std::io::ErrorKind::WouldBlock
+                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(_) => return (got, true),
+        }
+    }
+    (got, false)
+}
+
+#[test]
+fn two_thousand_idle_connections_do_not_delay_ordinary_requests() {
+    let app = spawn_app();
+    let idle: Vec<TcpStream> = (0..2000)
+        .map(|_| TcpStream::connect(app.addr).unwrap())
+        .collect();
+    // Half of them also start a request and stall in the middle of its head.
+    for stream in idle.iter().step_by(2) {
+        (&*stream)
+            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+            .unwrap();
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let mut worst = Duration::ZERO;
+    for _ in 0..20 {
+        let started = Instant::now();
+        assert_eq!(app.get("/api/tasks", "u1").status, 200);
+        worst = worst.max(started.elapsed());
+    }
+    assert!(
+        worst < Duration::from_millis(500),
+        "slowest ordinary request took {worst:?}"
+    );
+    drop(idle);
+}
+
+#[test]
+fn connections_beyond_the_limit_get_a_503_and_are_closed() {
+    let app = spawn_app_with(&[("MAX_CONNECTIONS", "4")], dispatch);
+    let held: Vec<TcpStream> = (0..4)
+        .map(|_| TcpStream::connect(app.addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(200));
+    let reply = app.call("GET", "/health").send();
+    assert_eq!(reply.status, 503);
+    assert_eq!(reply.json()["code"], "unavailable");
+    assert_eq!(reply.header("Retry-After"), Some("1"));
+    drop(held);
+    let started = Instant::now();
+    while app.call("GET", "/health").send().status != 200 {
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "served again once connections close"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_slow_request_is_cut_off_and_an_idle_connection_closed() {
+    let app = spawn_app_with(
+        &[
+            ("REQUEST_TIMEOUT_SECONDS", "1"),
+            ("IDLE_TIMEOUT_SECONDS", "1"),
+        ],
+        dispatch,
+    );
+    let mut slow = TcpStream::connect(app.addr).unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
+        .unwrap();
+    let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(3));
+    assert!(
+        closed,
+        "a head still incomplete after the request timeout is cut off"
+    );
+
+    let mut idle = TcpStream::connect(app.addr).unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let (response, closed) = read_until_closed(&mut idle, Duration::from_secs(3));
+    assert!(
+        response.starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&response)
+    );
+    assert!(
+        closed,
+        "an idle keep-alive connection is closed after the idle timeout"
+    );
+    assert_eq!(app.call("GET", "/health").send().status, 200);
+}
+
+#[test]
+fn oversized_heads_are_cut_off_and_the_server_keeps_serving() {
+    let app = spawn_app();
+    let huge_header = format!(
+        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(20_000)
+    );
+    let many_headers = format!("GET /health HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(5_000));
+    let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(20_000));
+    for request in [huge_header, many_headers, long_line] {
+        let mut stream = TcpStream::connect(app.addr).unwrap();
+        let _ = stream.write_all(request.as_bytes());
+        let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(3));
+        assert!(
+            closed && response.is_empty(),
+            "cut off: {:?}",
+            String::from_utf8_lossy(&response)
+        );
+    }
+    // Just under the limit is still served.
+    let fits = format!(
+        "GET /health HTTP/1.1\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
+        "a".repeat(15_000)
+    );
+    assert_eq!(raw(app.addr, fits.as_bytes()).status, 200);
+}
+
+/// Locks `tasks` from outside, so that requests needing it hold their pooled connection.
+fn lock_tasks(app: &TestApp) -> postgres::Client {
+    let mut client = app.db.client();
+    client
+        .batch_execute("BEGIN; LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
+        .unwrap();
+    client
+}
+
+#[test]
+fn an_exhausted_pool_answers_503_after_the_timeout_then_recovers() {
+    let app = spawn_app_with(
+        &[("DB_POOL_SIZE", "1"), ("DB_POOL_TIMEOUT_MS", "300")],
+        dispatch,
+    );
+    let mut lock = lock_tasks(&app);
+    std::thread::scope(|scope| {
+        let blocked = scope.spawn(|| app.get("/api/tasks", "u1"));
+        std::thread::sleep(Duration::from_millis(300));
+        let started = Instant::now();
+        let reply = app.get("/api/tasks", "u2");
+        let waited = started.elapsed();
+        reply.error(503, "unavailable");
+        assert_eq!(reply.header("Retry-After"), Some("1"));
+        assert!(
+            waited >= Duration::from_millis(250) && waited < Duration::from_millis(1500),
+            "{waited:?}"
+        );
+        lock.batch_execute("COMMIT").unwrap();
+        assert_eq!(
+            blocked.join().unwrap().status,
+            200,
+            "the queued request completes"
+        );
+    });
+    assert_eq!(app.get("/api/tasks", "u2").status, 200);
+}
+
+#[test]
+fn a_stop_finishes_requests_in_flight_and_refuses_new_ones() {
+    let mut app = spawn_app();
+    let task = app.create("u1", "before the stop");
+    let path = format!("/api/tasks/{}", task["id"]);
+    let mut lock = lock_tasks(&app);
+    let running = app.take_running();
+    std::thread::scope(|scope| {
+        let in_flight =
+            scope.spawn(|| app.send_json("PATCH", &path, "u1", json!({"completed": true})));
+        std::thread::sleep(Duration::from_millis(300));
+        let stop = scope.spawn(|| {
+            let started = Instant::now();
+            running.stop();
+            started.elapsed()
+        });
+        std::thread::sleep(Duration::from_millis(300));
+        assert!(
+            TcpStream::connect_timeout(&app.addr, Duration::from_secs(1)).is_err(),
+            "stopped accepting"
+        );
+        lock.batch_execute("COMMIT").unwrap();
+        let reply = in_flight.join().unwrap();
+        assert_eq!(
+            reply.status, 200,
+            "the request in flight got its whole response"
+        );
+        assert_eq!(reply.json()["completed"], true);
+        assert!(
+            stop.join().unwrap() >= Duration::from_millis(250),
+            "the stop waited for it"
+        );
+    });
+    let id = task["id"].as_i64().unwrap();
+    let completed: bool = app
+        .db
+        .client()
+        .query_one("SELECT completed FROM tasks WHERE id = $1", &[&id])
+        .unwrap()
+        .get(0);
+    assert!(completed);
+}
+
+#[test]
+fn hostile_requests_get_a_4xx_or_a_closed_connection_and_the_server_keeps_serving() {
+    let app = spawn_app();
+    let task = app.create("u1", "target");
+    let id = task["id"].as_i64().unwrap();
+    let token = token("u1");
+    let auth = format!("Authorization: Bearer {token}\r\n");
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "Content-Length and Transfer-Encoding",
+            format!("POST /api/tasks HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n0\r\n\r\nGET /api/tasks/{id} HTTP/1.1\r\nHost: x\r\n\r\n").into_bytes(),
+        ),
+        (
+            "duplicate Content-Length",
+            format!("POST /api/tasks HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 14\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{\"title\":\"x\"}}").into_bytes(),
+        ),
+        ("invalid UTF-8 in the path", b"GET /api/tasks/\xff\xfe HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec()),
+        ("invalid UTF-8 in the query", [b"GET /api/tasks?q=\xff HTTP/1.1\r\n", auth.as_bytes(), b"Connection: close\r\n\r\n"].concat()),
+        ("percent-encoded invalid UTF-8 in the query", format!("GET /api/tasks?q=%ff%fe HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
+        ("path traversal", format!("GET /api/tasks/../tasks/{id} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
+        ("encoded traversal", format!("GET /api/tasks/%2e%2e/{id} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
+        ("encoded slash in an id", format!("GET /api/tasks/{id}%2F HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
+        ("NUL in the path", format!("GET /api/tasks/1\0 HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
+        ("absolute-form target", b"GET http://evil/api/tasks HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec()),
+        ("garbage request line", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec()),
+        ("unknown method", b"BREW /api/tasks HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec()),
+    ];
+    let bodies: Vec<(&str, Vec<u8>)> = vec![
+        ("NUL escape in a title", br#"{"title":"a\u0000b"}"#.to_vec()),
+        ("raw NUL in the body", b"{\"title\":\"a\0b\"}".to_vec()),
+        (
+            "number out of range",
+            br#"{"title":"x","completed":1e999}"#.to_vec(),
+        ),
+        (
+            "huge integer",
+            format!("{{\"title\":\"x\",\"completed\":{}}}", "9".repeat(5000)).into_bytes(),
+        ),
+        ("deep nesting", "[".repeat(60_000).into_bytes()),
+        ("deep object nesting", "{\"a\":".repeat(10_000).into_bytes()),
+        ("invalid UTF-8 body", b"{\"title\":\"\xc3\x28\"}".to_vec()),
+        ("title not a string", br#"{"title":{"$gt":""}}"#.to_vec()),
+    ];
+    let mut all = cases;
+    for (name, body) in bodies {
+        let mut request = format!(
+            "POST /api/tasks HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .into_bytes();
+        request.extend(body);
+        all.push((name, request));
+    }
+    for (name, request) in all {
+        let mut stream = TcpStream::connect(app.addr).unwrap();
+        let _ = stream.write_all(&request);
+        let (response, _) = read_until_closed(&mut stream, Duration::from_secs(5));
+        if !response.is_empty() {
+            let reply = parse_reply(&response);
+            assert!(
+                (400..500).contains(&reply.status),
+                "{name}: got {}",
+                reply.status
+            );
+        }
+        assert_eq!(
+            app.call("GET", "/health").send().status,
+            200,
+            "after {name}"
+        );
+    }
+    let tasks = app.get("/api/tasks", "u1").json();
+    assert_eq!(
+        tasks.as_array().unwrap().len(),
+        1,
+        "nothing was created: {tasks}"
+    );
+}
