@@ -4,6 +4,8 @@
 #                              $PG_URL if given, else 127.0.0.1:5432, else a throwaway cluster
 #                              created under DIR (initdb/pg_ctl, trust auth, ssl on) and stopped
 #                              when the calling script exits.
+#   start_cluster DIR PORT     creates (once) and starts a cluster under DIR; prints its data dir.
+#   stop_cluster DATA_DIR      stops it (fast shutdown).
 
 pg_bin() {
   # Finds a PostgreSQL server binary; installs Debian's postgresql if there is none.
@@ -56,8 +58,11 @@ start_cluster() {
   as_pg_owner "$pg_ctl" -D "$dir/data" -l "$dir/server.log" -w -t 30 \
     -o "-p $port -c listen_addresses=127.0.0.1 -k $dir -c ssl=on -c max_connections=300 -c fsync=off" start >/dev/null ||
     { cat "$dir/server.log" >&2; return 1; }
-  PG_CLUSTER_DIR=$dir
-  trap 'as_pg_owner "$(pg_bin pg_ctl)" -D "$PG_CLUSTER_DIR/data" -m fast stop >/dev/null 2>&1 || true' EXIT
+  echo "$dir/data"
+}
+
+stop_cluster() {
+  as_pg_owner "$(pg_bin pg_ctl)" -D "$1" -m fast -w stop >/dev/null 2>&1 || true
 }
 
 ensure_postgres() {
@@ -68,7 +73,8 @@ ensure_postgres() {
   PG_URL=postgres://postgres@127.0.0.1:$port/postgres
   if ! reachable "$PG_URL"; then
     echo "no PostgreSQL on 127.0.0.1:5432: starting a throwaway cluster in $dir on port $port" >&2
-    start_cluster "$dir" "$port"
+    PG_CLUSTER_DATA=$(start_cluster "$dir" "$port")
+    trap 'stop_cluster "$PG_CLUSTER_DATA"' EXIT
   fi
   export PG_URL
 }

@@ -408,3 +408,125 @@ impl Call<'_> {
         raw(self.app.addr, &bytes)
     }
 }
+
+/// A PostgreSQL cluster of the test's own (initdb/pg_ctl, via scripts/pg.sh), so that the test
+/// can stop and start it. Removed on drop.
+pub struct Cluster {
+    pub port: u16,
+    dir: std::path::PathBuf,
+    data: String,
+}
+
+fn pg_sh(command: &str) -> String {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg.sh");
+    let output = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(". {script} && {command}"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{command}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+            .join(format!("pg-{}-{port}", std::process::id()));
+        let data = pg_sh(&format!("start_cluster {} {port}", dir.display()));
+        Cluster { port, dir, data }
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    pub fn stop(&self) {
+        pg_sh(&format!("stop_cluster {}", self.data));
+    }
+
+    pub fn restart(&self) {
+        pg_sh(&format!(
+            "start_cluster {} {}",
+            self.dir.display(),
+            self.port
+        ));
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+        let _ = std::fs::remove_dir_all(
+            std::path::Path::new(&self.data)
+                .parent()
+                .unwrap_or(&self.dir),
+        );
+    }
+}
+
+/// The `todo-api` binary as a child process, with these variables; waits until it listens.
+pub struct Process {
+    pub child: std::process::Child,
+    pub addr: SocketAddr,
+    pub log: std::sync::Arc<Mutex<String>>,
+}
+
+impl Process {
+    pub fn spawn(vars: &[(&str, &str)]) -> Process {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"))
+            .env_clear()
+            .envs(vars.iter().copied())
+            .env("PORT", "0")
+            .current_dir(env!("CARGO_TARGET_TMPDIR"))
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let log = std::sync::Arc::new(Mutex::new(String::new()));
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = std::sync::Arc::clone(&log);
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                if let Some(addr) = line.split("listening on http://").nth(1) {
+                    let _ = tx.send(addr.trim().to_owned());
+                }
+                sink.lock().unwrap().push_str(&format!("{line}\n"));
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .expect("the server starts")
+            .parse()
+            .unwrap();
+        Process { child, addr, log }
+    }
+
+    pub fn signal(&self, name: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.child.id().to_string())
+            .status();
+        assert!(status.unwrap().success());
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

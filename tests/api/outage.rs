@@ -1,0 +1,155 @@
+//! The database going away and coming back, and the process being stopped or killed.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use todo_api::http::dispatch;
+
+use crate::common::*;
+
+#[test]
+fn a_database_outage_is_503_and_the_server_recovers_without_a_restart() {
+    let cluster = Cluster::start();
+    let url = cluster.url();
+    let app = spawn_app_with(
+        &[("DATABASE_URL", &url), ("DB_POOL_TIMEOUT_MS", "500")],
+        dispatch,
+    );
+    app.create("u1", "before the outage");
+
+    cluster.stop();
+    for _ in 0..3 {
+        let started = Instant::now();
+        let reply = app.get("/api/tasks", "u1");
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "no hang: {:?}",
+            started.elapsed()
+        );
+        reply.error(503, "unavailable");
+        assert_eq!(reply.header("Retry-After"), Some("1"));
+    }
+    assert_eq!(app.call("GET", "/health").send().status, 200);
+    assert_eq!(app.call("GET", "/health/ready").send().status, 503);
+
+    cluster.restart();
+    let back = Instant::now();
+    while app.get("/api/tasks", "u1").status != 200 {
+        assert!(
+            back.elapsed() < Duration::from_secs(1),
+            "serving again within a second"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for _ in 0..20 {
+        assert_eq!(
+            app.get("/api/tasks", "u1").json().as_array().unwrap().len(),
+            1,
+            "no broken connection handed out"
+        );
+    }
+    assert_eq!(app.call("GET", "/health/ready").send().status, 200);
+}
+
+#[test]
+fn sigterm_stops_the_process_cleanly() {
+    let db = TestDb::new();
+    let url = db.url();
+    let mut process = Process::spawn(&[("DATABASE_URL", &url), ("BETTER_AUTH_SECRET", SECRET)]);
+    assert_eq!(
+        raw(
+            process.addr,
+            b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"
+        )
+        .status,
+        200
+    );
+    process.signal("TERM");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = process.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "exits after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(status.success(), "{status}");
+    std::thread::sleep(Duration::from_millis(100));
+    assert!(
+        process.log.lock().unwrap().contains("stopped"),
+        "{}",
+        process.log.lock().unwrap()
+    );
+}
+
+#[test]
+fn every_acknowledged_create_survives_a_sigkill() {
+    let db = TestDb::new();
+    let url = db.url();
+    let mut process = Process::spawn(&[("DATABASE_URL", &url), ("BETTER_AUTH_SECRET", SECRET)]);
+    let addr = process.addr;
+    let acknowledged = std::sync::Mutex::new(Vec::new());
+    let token = token("writer");
+    std::thread::scope(|scope| {
+        for t in 0..8 {
+            let (acknowledged, token) = (&acknowledged, &token);
+            scope.spawn(move || {
+                for i in 0.. {
+                    let body = json!({"title": format!("t{t}-{i}"), "description": "x".repeat(500)}).to_string();
+                    let request = format!(
+                        "POST /api/tasks HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                        body.len()
+                    );
+                    let Ok(mut stream) = std::net::TcpStream::connect(addr) else { break };
+                    let mut bytes = Vec::new();
+                    use std::io::{Read, Write};
+                    if stream.write_all(request.as_bytes()).is_err() || stream.read_to_end(&mut bytes).is_err() {
+                        break;
+                    }
+                    if !bytes.windows(4).any(|w| w == b"\r\n\r\n") {
+                        break; // the connection died before a response
+                    }
+                    let reply = parse_reply(&bytes);
+                    if reply.status != 201 {
+                        break;
+                    }
+                    let task = reply.json();
+                    acknowledged.lock().unwrap().push((task["id"].as_i64().unwrap(), format!("t{t}-{i}")));
+                }
+            });
+        }
+        std::thread::sleep(Duration::from_millis(1500));
+        process.child.kill().unwrap(); // SIGKILL
+    });
+    let acknowledged = acknowledged.into_inner().unwrap();
+    assert!(
+        acknowledged.len() > 50,
+        "the load ran: {}",
+        acknowledged.len()
+    );
+    let mut client = db.client();
+    for (id, title) in &acknowledged {
+        let row = client
+            .query_opt("SELECT title FROM tasks WHERE id = $1", &[id])
+            .unwrap();
+        assert_eq!(
+            row.map(|r| r.get::<_, String>(0)).as_deref(),
+            Some(title.as_str()),
+            "acknowledged task {id} is stored"
+        );
+    }
+    let whole: i64 = client
+        .query_one("SELECT count(*) FROM tasks WHERE user_id = 'writer' AND description = repeat('x', 500) AND title ~ '^t[0-9]-[0-9]+$'", &[])
+        .unwrap()
+        .get(0);
+    let all: i64 = client
+        .query_one("SELECT count(*) FROM tasks", &[])
+        .unwrap()
+        .get(0);
+    assert_eq!(whole, all, "every stored row is whole");
+    assert!(all as usize >= acknowledged.len());
+}
