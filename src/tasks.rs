@@ -131,7 +131,7 @@ fn free_text(text: &str, max: usize) -> Result<(), (&'static str, &'static str)>
 
 /// The known fields of a body; `None` means absent.
 #[derive(Debug, Default)]
-struct Fields {
+pub struct Fields {
     title: Option<Title>,
     description: Option<Description>,
     completed: Option<bool>,
@@ -144,7 +144,7 @@ impl Fields {
 }
 
 /// Validates a body's known fields (unknown ones are ignored), reporting every bad field.
-fn fields(body: &Value, title_required: bool) -> Result<Fields, ApiError> {
+pub fn fields(body: &Value, title_required: bool) -> Result<Fields, ApiError> {
     let object = as_object(body)?;
     let mut errors = Vec::new();
     let title = match object.get("title") {
@@ -315,7 +315,7 @@ pub fn delete(app: &App, user: &UserId, id: i64) -> Result<Response, ApiError> {
 
 /// The list's query parameters, validated.
 #[derive(Debug, PartialEq, Eq)]
-struct ListQuery {
+pub struct ListQuery {
     status: &'static str,
     sort: &'static str,
     order: &'static str,
@@ -327,7 +327,7 @@ struct ListQuery {
 impl ListQuery {
     /// Parses the raw query string. Names and values are lower case; unknown names are ignored;
     /// a repeated or empty parameter is an error (but `q=` means no filter).
-    fn parse(raw: &str) -> Result<ListQuery, ApiError> {
+    pub fn parse(raw: &str) -> Result<ListQuery, ApiError> {
         const NAMES: [&str; 6] = ["status", "sort", "order", "q", "limit", "offset"];
         let mut values: [Option<String>; 6] = Default::default();
         let mut errors = Vec::new();
