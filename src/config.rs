@@ -139,6 +139,20 @@ impl Config {
     }
 }
 
+impl Config {
+    /// Where a process on this machine reaches the server (a wildcard host means loopback).
+    pub fn local_address(&self) -> Option<std::net::SocketAddr> {
+        let host = match self.host.as_str() {
+            "0.0.0.0" => "127.0.0.1",
+            "::" | "[::]" => "::1",
+            host => host,
+        };
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, self.port))
+            .ok()?
+            .next()
+    }
+}
+
 fn missing(variable: &'static str) -> ConfigError {
     ConfigError {
         variable,

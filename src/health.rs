@@ -1,5 +1,7 @@
 //! `/health` (liveness, no database) and `/health/ready` (the database answers within 2 s).
 
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use rouille::Response;
@@ -64,4 +66,19 @@ pub fn ready(app: &App) -> Result<Response, ApiError> {
             .with_unique_header("Retry-After", "1")
         }
     })
+}
+
+/// `todo-api healthcheck`: whether the server at `addr` answers `GET /health` with 200 within
+/// 2 s. For container health checks, which cannot rely on curl being installed.
+pub fn probe(addr: SocketAddr) -> bool {
+    let answer = || -> std::io::Result<Vec<u8>> {
+        let mut stream = TcpStream::connect_timeout(&addr, READY_TIMEOUT)?;
+        stream.set_read_timeout(Some(READY_TIMEOUT))?;
+        stream
+            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        let mut head = vec![0; 12];
+        stream.read_exact(&mut head)?;
+        Ok(head)
+    };
+    answer().is_ok_and(|head| head.starts_with(b"HTTP/1.1 200"))
 }

@@ -1,5 +1,6 @@
 //! The `todo-api` binary: configuration, logging, `todo_api::start`, and a clean stop on
 //! SIGTERM or SIGINT (stop accepting, finish the requests in flight, close the pool, exit 0).
+//! `todo-api healthcheck` asks a running server's `/health` instead (exit 0 when it answers 200).
 
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -19,6 +20,14 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if std::env::args().nth(1).as_deref() == Some("healthcheck") {
+        let healthy = config.local_address().is_some_and(todo_api::health::probe);
+        return if healthy {
+            ExitCode::SUCCESS
+        } else {
+            ExitCode::FAILURE
+        };
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {
         if let Err(e) = signal_hook::flag::register(signal, Arc::clone(&stop)) {

@@ -447,3 +447,29 @@ fn sslmode_require_connects_over_tls() {
         .get(0);
     assert!(tls_sessions >= 1, "the server's connections use TLS");
 }
+
+#[test]
+fn the_healthcheck_subcommand_reports_whether_the_server_answers() {
+    let mut app = spawn_app();
+    let url = app.db.url();
+    let port = app.addr.port().to_string();
+    let check = |port: &str| {
+        Command::new(env!("CARGO_BIN_EXE_todo-api"))
+            .arg("healthcheck")
+            .env_clear()
+            .envs([
+                ("DATABASE_URL", url.as_str()),
+                ("BETTER_AUTH_SECRET", SECRET),
+                ("PORT", port),
+                ("HOST", "0.0.0.0"),
+            ])
+            .current_dir(std::env::temp_dir())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(check(&port));
+    assert!(todo_api::health::probe(app.addr));
+    app.stop();
+    assert!(!check(&port), "nothing listens any more");
+}
