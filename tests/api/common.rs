@@ -142,9 +142,20 @@ impl Drop for TestApp {
     }
 }
 
+/// The app's variables for a test database. With `PG_APP_URL` set (scripts/pgbouncer-check.sh),
+/// the app reaches the database through that server (a pooler) and migrates directly.
 pub fn base_env(database_url: &str) -> HashMap<String, String> {
+    let through = std::env::var("PG_APP_URL").ok().map(|base| {
+        let base = base
+            .rsplit_once('/')
+            .map_or(base.as_str(), |(b, _)| b)
+            .to_owned();
+        let name = database_url.rsplit('/').next().unwrap_or_default();
+        format!("{base}/{name}")
+    });
     [
-        ("DATABASE_URL", database_url),
+        ("DATABASE_URL", through.as_deref().unwrap_or(database_url)),
+        ("DATABASE_MIGRATION_URL", database_url),
         ("BETTER_AUTH_SECRET", SECRET),
         ("PORT", "0"),
         ("DB_POOL_SIZE", "4"),
@@ -176,6 +187,14 @@ pub fn spawn_app_with(overrides: &[(&str, &str)], dispatch: Dispatch) -> TestApp
         } else {
             vars.insert((*k).to_owned(), v.replace("{db}", &db.url()));
         }
+    }
+    if overrides.iter().any(|(k, _)| *k == "DATABASE_URL")
+        && !overrides
+            .iter()
+            .any(|(k, _)| *k == "DATABASE_MIGRATION_URL")
+    {
+        let url = vars["DATABASE_URL"].clone();
+        vars.insert("DATABASE_MIGRATION_URL".to_owned(), url);
     }
     let running = todo_api::start(&config(&vars), dispatch).unwrap();
     TestApp {
