@@ -26,7 +26,7 @@
 //!    (as `Expired`).
 //!    `iss` and `aud` are checked only when configured, and ignored otherwise.
 //! 6. The user id is the first claim PRESENT among `sub`, `user_id`, `id`. It
-//!    must be a non-empty string of at most 255 bytes; a present but invalid
+//!    must be a non-empty string of at most 255 bytes, without U+0000; a present but invalid
 //!    claim is rejected and never falls through to the next name.
 //! 7. Every failure is one [`AuthError`] whose reason is a fixed string. Only
 //!    the kind is logged, at `debug` level. The token and the keys are never
@@ -294,12 +294,15 @@ fn audience_contains(aud: Option<&Value>, expected: &str) -> bool {
 }
 
 /// The first claim present among [`USER_ID_CLAIMS`] names the user. It must be
-/// a non-empty string of at most [`MAX_USER_ID_LEN`] bytes. A present but
+/// a non-empty string of at most [`MAX_USER_ID_LEN`] bytes, without U+0000
+/// (which PostgreSQL text cannot hold). A present but
 /// invalid claim (`""`, `null`, a number, too long) is rejected rather than
 /// skipped, so a token cannot pick which claim is used by spoiling one.
 fn user_id(claims: &Object) -> Result<UserId, AuthError> {
     match USER_ID_CLAIMS.iter().find_map(|name| claims.get(*name)) {
-        Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_USER_ID_LEN => {
+        Some(Value::String(id))
+            if !id.is_empty() && id.len() <= MAX_USER_ID_LEN && !id.contains('\0') =>
+        {
             Ok(UserId(id.clone()))
         }
         _ => Err(AuthError::BadClaims),
@@ -549,6 +552,8 @@ mod tests {
             // The user id.
             ("sub empty", &v, sub(r#""""#), Err(BadClaims)),
             ("sub number", &v, sub("42"), Err(BadClaims)),
+            ("sub with U+0000", &v, sub(r#""a\u0000b""#), Err(BadClaims)),
+            ("id with U+0000, no sub", &v, c(r#"{"id":"\u0000","exp":1700003600}"#), Err(BadClaims)),
             ("sub null", &v, sub("null"), Err(BadClaims)),
             ("sub array", &v, sub(r#"["alice"]"#), Err(BadClaims)),
             ("sub object", &v, sub(r#"{"id":"alice"}"#), Err(BadClaims)),

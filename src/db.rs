@@ -5,8 +5,10 @@
 //! - start-up prepares every statement, so a broken file stops the server and names itself;
 //! - migrations run in one transaction under an advisory lock, and an applied file that
 //!   changed stops start-up;
-//! - a pooled connection is checked (with a timeout) before it is handed out.
+//! - a pooled connection is checked (with a timeout) before it is handed out, and closing one
+//!   never blocks a request.
 
+use std::ops::{Deref, DerefMut};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use postgres::Client;
@@ -58,9 +60,6 @@ pub const ALL: &[Sql] = &[
 /// Schema migrations, applied in this order.
 pub const MIGRATIONS: &[Sql] = &[sql!("migrations/0001_init.sql")];
 
-/// How long a pooled connection's liveness check may take before it counts as dead.
-const CHECK_TIMEOUT: Duration = Duration::from_secs(1);
-
 /// Key of the advisory lock that serialises migrations across instances ("todo-api" in ASCII).
 const MIGRATION_LOCK: i64 = 0x746f_646f_2d61_7069;
 
@@ -68,22 +67,61 @@ const MIGRATION_LOCK: i64 = 0x746f_646f_2d61_7069;
 pub struct Manager {
     config: postgres::Config,
     tls: MakeTlsConnector,
+    /// How long a pooled connection's liveness check may take before it counts as dead.
+    check_timeout: Duration,
 }
 
 impl r2d2::ManageConnection for Manager {
-    type Connection = Client;
+    type Connection = Conn;
     type Error = postgres::Error;
 
-    fn connect(&self) -> Result<Client, postgres::Error> {
-        self.config.connect(self.tls.clone())
+    fn connect(&self) -> Result<Conn, postgres::Error> {
+        self.config
+            .connect(self.tls.clone())
+            .map(|client| Conn(Some(client)))
     }
 
-    fn is_valid(&self, client: &mut Client) -> Result<(), postgres::Error> {
-        client.is_valid(CHECK_TIMEOUT)
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+        conn.is_valid(self.check_timeout)
     }
 
-    fn has_broken(&self, client: &mut Client) -> bool {
-        client.is_closed()
+    fn has_broken(&self, conn: &mut Conn) -> bool {
+        conn.is_closed()
+    }
+}
+
+/// A pooled connection. Closing a `postgres::Client` waits for the server to close the
+/// socket, which a frozen server never does; so a connection is closed on a thread of its
+/// own and the request that dropped it (say, after a failed liveness check) is not held up.
+pub struct Conn(Option<Client>);
+
+impl Deref for Conn {
+    type Target = Client;
+    fn deref(&self) -> &Client {
+        self.0
+            .as_ref()
+            .unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+}
+
+impl DerefMut for Conn {
+    fn deref_mut(&mut self) -> &mut Client {
+        self.0
+            .as_mut()
+            .unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+}
+
+impl Drop for Conn {
+    fn drop(&mut self) {
+        if let Some(client) = self.0.take() {
+            let closing = std::thread::Builder::new()
+                .name("db-close".to_owned())
+                .spawn(move || drop(client));
+            if let Err(e) = closing {
+                log::warn!("cannot close a database connection in the background: {e}");
+            }
+        }
     }
 }
 
@@ -111,15 +149,20 @@ pub fn connect(config: &postgres::Config) -> Result<Client, String> {
     let tls = tls().map_err(|e| format!("TLS setup failed: {e}"))?;
     config
         .connect(tls)
-        .map_err(|e| format!("cannot connect to the database: {e}"))
+        .map_err(|e| format!("cannot connect to the database (DATABASE_URL): {e}"))
 }
 
 /// A pool that connects lazily, so the server can start while the database is cold.
 pub fn pool(config: &Config) -> Result<Pool, String> {
     let tls = tls().map_err(|e| format!("TLS setup failed: {e}"))?;
+    // A quarter of the checkout budget, so a dead connection or two still leaves time for a
+    // good one; at least 100 ms so that a busy but healthy server is not taken for dead.
+    let check_timeout =
+        (config.pool_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
     let manager = Manager {
         config: config.database.clone(),
         tls,
+        check_timeout,
     };
     Ok(r2d2::Pool::builder()
         .max_size(config.pool_size)

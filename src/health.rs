@@ -2,6 +2,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use rouille::Response;
@@ -30,22 +31,37 @@ impl Status {
     }
 }
 
-/// 200 when a pooled connection answers a query within the timeout, else 503.
+/// 200 when a pooled connection answers a query within the timeout, else 503. The check runs
+/// on a thread of its own, so that a database that accepts but never answers cannot hold the
+/// response past the deadline.
 pub fn ready(app: &App) -> Result<Response, ApiError> {
-    let started = Instant::now();
-    let answered = app
-        .pool
-        .get_timeout(READY_TIMEOUT)
-        .map_err(|e| e.to_string())
-        .and_then(|mut client| {
-            let left = READY_TIMEOUT
-                .saturating_sub(started.elapsed())
-                .max(Duration::from_millis(100));
-            client
-                .is_valid(left)
-                .and_then(|()| client.simple_query(db::READY.text).map(drop))
-                .map_err(|e| e.to_string())
-        });
+    let (sender, answer) = mpsc::channel();
+    let pool = app.pool.clone();
+    let check = move || {
+        let started = Instant::now();
+        let result = pool
+            .get_timeout(READY_TIMEOUT)
+            .map_err(|e| e.to_string())
+            .and_then(|mut client| {
+                let left = READY_TIMEOUT
+                    .saturating_sub(started.elapsed())
+                    .max(Duration::from_millis(100));
+                client
+                    .is_valid(left)
+                    .and_then(|()| client.simple_query(db::READY.text).map(drop))
+                    .map_err(|e| e.to_string())
+            });
+        let _ = sender.send(result);
+    };
+    let answered = match std::thread::Builder::new()
+        .name("ready".to_owned())
+        .spawn(check)
+    {
+        Ok(_) => answer
+            .recv_timeout(READY_TIMEOUT)
+            .unwrap_or_else(|_| Err("no answer within 2 s".to_owned())),
+        Err(e) => Err(format!("cannot start the check: {e}")),
+    };
     Ok(match answered {
         Ok(()) => json(
             200,

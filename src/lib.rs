@@ -92,8 +92,12 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
         ),
         cors: config.cors.clone(),
     });
-    let listener = TcpListener::bind((config.host.as_str(), config.port))
-        .map_err(|e| format!("cannot listen on {}:{}: {e}", config.host, config.port))?;
+    let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|e| {
+        format!(
+            "cannot listen on {}:{} (HOST, PORT): {e}",
+            config.host, config.port
+        )
+    })?;
     // rouille listens on loopback only; clients reach it through the guard.
     let server = rouille::Server::new("127.0.0.1:0", move |request| {
         http::handle(&app, request, dispatch)

@@ -330,16 +330,19 @@ impl ListQuery {
     pub fn parse(raw: &str) -> Result<ListQuery, ApiError> {
         const NAMES: [&str; 6] = ["status", "sort", "order", "q", "limit", "offset"];
         let mut values: [Option<String>; 6] = Default::default();
+        let mut reported = [false; 6];
         let mut errors = Vec::new();
         for pair in raw.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let Some(index) = NAMES.iter().position(|n| *n == name) else {
+            let decode = |text: &str| {
+                percent_decode(&text.replace('+', " ")).and_then(|v| String::from_utf8(v).ok())
+            };
+            let Some(index) = decode(name).and_then(|name| NAMES.iter().position(|n| *n == name))
+            else {
                 continue;
             };
             let loc = vec!["query", NAMES[index]];
-            let decoded =
-                percent_decode(&value.replace('+', " ")).and_then(|v| String::from_utf8(v).ok());
-            match (decoded, &values[index]) {
+            match (decode(value), &values[index]) {
                 (_, Some(_)) => {
                     errors.push(FieldError::new(loc, "must not be repeated", "repeated"))
                 }
@@ -349,10 +352,20 @@ impl ListQuery {
                     "encoding",
                 )),
                 (Some(v), None) if v.is_empty() && index != 3 => {
-                    errors.push(FieldError::new(loc, "must not be empty", "missing"));
-                    values[index] = Some(v);
+                    errors.push(FieldError::new(loc, "must not be empty", "missing"))
                 }
-                (Some(v), None) => values[index] = Some(v),
+                (Some(v), None) => {
+                    values[index] = Some(v);
+                    continue;
+                }
+            }
+            // Reported once: the value is not judged again below.
+            values[index] = Some(String::new());
+            reported[index] = true;
+        }
+        for (value, reported) in values.iter_mut().zip(reported) {
+            if reported {
+                *value = None; // judged already; the default stands in
             }
         }
         let [status, sort, order, q, limit, offset] = values;
@@ -652,10 +665,19 @@ mod tests {
                 "{raw}"
             );
         }
-        match ListQuery::parse("status=x&limit=0") {
-            Err(ApiError::Validation(errors)) => assert_eq!(errors.len(), 2),
+        let count = |raw: &str| match ListQuery::parse(raw) {
+            Err(ApiError::Validation(errors)) => errors.len(),
             other => panic!("{other:?}"),
-        }
+        };
+        assert_eq!(count("status=x&limit=0"), 2);
+        assert_eq!(count("status="), 1, "an empty value is reported once");
+        assert_eq!(count("limit=&offset="), 2);
+        assert_eq!(count("status=done&status=all"), 1, "one error a parameter");
+        assert_eq!(
+            ListQuery::parse("sta%74us=completed").unwrap().status,
+            "completed",
+            "names are decoded"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! Health, routing, headers, CORS, body limits, panics, migrations, start-up errors.
 
 use std::process::Command;
+use std::time::Duration;
 
 use rouille::{Request, Response};
 use serde_json::json;
@@ -472,4 +473,53 @@ fn the_healthcheck_subcommand_reports_whether_the_server_answers() {
     assert!(todo_api::health::probe(app.addr));
     app.stop();
     assert!(!check(&port), "nothing listens any more");
+}
+
+#[test]
+fn neon_style_urls_with_scram_channel_binding_work() {
+    let cluster = Cluster::start();
+    let mut admin = postgres::Client::connect(&cluster.url(), postgres::NoTls).unwrap();
+    admin
+        .batch_execute(
+            "SET password_encryption = 'scram-sha-256';
+             CREATE ROLE neon_user LOGIN PASSWORD 'a-scram-password';",
+        )
+        .unwrap();
+    admin
+        .batch_execute("CREATE DATABASE neondb OWNER neon_user")
+        .unwrap();
+    // This role must log in with SCRAM over TLS; everything else keeps trust.
+    let hba: String = admin.query_one("SHOW hba_file", &[]).unwrap().get(0);
+    let rules = std::fs::read_to_string(&hba).unwrap();
+    std::fs::write(&hba, format!("hostssl all neon_user 127.0.0.1/32 scram-sha-256\nhost all neon_user 127.0.0.1/32 reject\n{rules}")).unwrap();
+    admin.batch_execute("SELECT pg_reload_conf()").unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    let base = format!(
+        "postgres://neon_user:a-scram-password@127.0.0.1:{}/neondb",
+        cluster.port
+    );
+    let url = format!("{base}?sslmode=require&channel_binding=require");
+    let app = spawn_app_with(&[("DATABASE_URL", &url)], http::dispatch);
+    assert_eq!(app.call("GET", "/health/ready").send().status, 200);
+    assert_eq!(app.create("u1", "over SCRAM-SHA-256-PLUS")["user_id"], "u1");
+    let over_tls: i64 = admin
+        .query_one(
+            "SELECT count(*) FROM pg_stat_ssl s JOIN pg_stat_activity a USING (pid) WHERE a.usename = 'neon_user' AND s.ssl",
+            &[],
+        )
+        .unwrap()
+        .get(0);
+    assert!(over_tls >= 1);
+    drop(app);
+
+    // Channel binding cannot be had without TLS: the client refuses rather than downgrade.
+    let config = config(&base_env(&format!(
+        "{base}?sslmode=disable&channel_binding=require"
+    )));
+    let err = todo_api::start(&config, http::dispatch)
+        .err()
+        .expect("refused");
+    assert!(err.contains("cannot connect"), "{err}");
+    assert!(!err.contains("a-scram-password"), "{err}");
 }

@@ -153,3 +153,103 @@ fn every_acknowledged_create_survives_a_sigkill() {
     assert_eq!(whole, all, "every stored row is whole");
     assert!(all as usize >= acknowledged.len());
 }
+
+/// A TCP proxy to the test PostgreSQL that can be frozen: connections stay open, nothing moves.
+struct FreezableProxy {
+    addr: std::net::SocketAddr,
+    frozen: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl FreezableProxy {
+    fn start(upstream: std::net::SocketAddr) -> FreezableProxy {
+        use std::io::{Read, Write};
+        use std::sync::atomic::Ordering;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let frozen = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = std::sync::Arc::clone(&frozen);
+        std::thread::spawn(move || {
+            for client in listener.incoming().map_while(Result::ok) {
+                let Ok(server) = std::net::TcpStream::connect(upstream) else {
+                    continue;
+                };
+                for (mut from, mut to) in [
+                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
+                    (server, client),
+                ] {
+                    let flag = std::sync::Arc::clone(&flag);
+                    std::thread::spawn(move || {
+                        let mut buf = [0u8; 8192];
+                        while let Ok(n) = from.read(&mut buf) {
+                            while flag.load(Ordering::SeqCst) {
+                                std::thread::sleep(Duration::from_millis(10));
+                            }
+                            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                                break;
+                            }
+                        }
+                    });
+                }
+            }
+        });
+        FreezableProxy { addr, frozen }
+    }
+
+    fn freeze(&self, frozen: bool) {
+        self.frozen
+            .store(frozen, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn a_database_that_stops_answering_gives_503_not_a_hang() {
+    let db = TestDb::new();
+    let upstream = std::net::TcpStream::connect((
+        "127.0.0.1",
+        admin()
+            .query_one("SELECT inet_server_port()", &[])
+            .unwrap()
+            .get::<_, i32>(0) as u16,
+    ))
+    .unwrap()
+    .peer_addr()
+    .unwrap();
+    let proxy = FreezableProxy::start(upstream);
+    let through = format!("postgres://postgres@{}/{}", proxy.addr, db.name);
+    let app = spawn_app_with(
+        &[
+            ("DATABASE_URL", &through),
+            ("DATABASE_MIGRATION_URL", &db.url()),
+            ("DB_POOL_TIMEOUT_MS", "500"),
+        ],
+        dispatch,
+    );
+    app.create("u1", "before the freeze");
+    proxy.freeze(true);
+    let started = Instant::now();
+    assert_eq!(app.call("GET", "/health/ready").send().status, 503);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "ready answers within its 2 s: {:?}",
+        started.elapsed()
+    );
+    for _ in 0..2 {
+        let started = Instant::now();
+        app.get("/api/tasks", "u1").error(503, "unavailable");
+        assert!(
+            started.elapsed() < Duration::from_secs(4),
+            "no hang: {:?}",
+            started.elapsed()
+        );
+    }
+    assert_eq!(app.call("GET", "/health").send().status, 200);
+    proxy.freeze(false);
+    let thawed = Instant::now();
+    while app.get("/api/tasks", "u1").status != 200 {
+        assert!(
+            thawed.elapsed() < Duration::from_secs(10),
+            "serving again after the thaw"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

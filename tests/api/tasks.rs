@@ -585,7 +585,12 @@ fn concurrent_users_see_only_their_own_tasks_and_every_acknowledged_create_is_st
                         &user,
                         json!({"title": format!("{user} #{t}.{i}")}),
                     );
-                    assert_eq!(reply.status, 201, "{}", String::from_utf8_lossy(&reply.body));
+                    assert_eq!(
+                        reply.status,
+                        201,
+                        "{}",
+                        String::from_utf8_lossy(&reply.body)
+                    );
                     let id = reply.json()["id"].as_i64().unwrap();
                     created.lock().unwrap().push((user.clone(), id));
                     let list = app.get("/api/tasks?limit=1000", &user).json();
