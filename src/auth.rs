@@ -161,16 +161,9 @@ impl Verifier {
     ) -> Verifier {
         // HMAC takes keys of any length, so `new_from_slice` cannot fail; if it
         // ever did, the key would be left out and its tokens rejected.
-        let keys = std::iter::once(secret)
-            .chain(previous)
-            .filter_map(|key| HmacSha256::new_from_slice(key).ok())
-            .collect();
-        Verifier {
-            keys,
-            leeway: leeway_seconds as f64,
-            issuer,
-            audience,
-        }
+        let keys =
+            std::iter::once(secret).chain(previous).filter_map(|key| HmacSha256::new_from_slice(key).ok()).collect();
+        Verifier { keys, leeway: leeway_seconds as f64, issuer, audience }
     }
 
     /// Parses the Authorization header value (None = header absent) and verifies the token.
@@ -191,8 +184,7 @@ impl Verifier {
         // 1. Split and decode. A fourth segment leaves a '.' in `payload_b64`,
         //    which the base64url alphabet rejects.
         let (signing_input, signature_b64) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
-        let (header_b64, payload_b64) =
-            signing_input.split_once('.').ok_or(AuthError::Malformed)?;
+        let (header_b64, payload_b64) = signing_input.split_once('.').ok_or(AuthError::Malformed)?;
         let header = decode_segment(header_b64)?;
         let payload = decode_segment(payload_b64)?;
         let signature = decode_segment(signature_b64)?;
@@ -224,9 +216,7 @@ impl Verifier {
         if !now.is_finite() || now >= exp + self.leeway {
             return Err(AuthError::Expired);
         }
-        if nbf.is_some_and(|nbf| now + self.leeway < nbf)
-            || iat.is_some_and(|iat| iat > now + self.leeway)
-        {
+        if nbf.is_some_and(|nbf| now + self.leeway < nbf) || iat.is_some_and(|iat| iat > now + self.leeway) {
             return Err(AuthError::NotYetValid);
         }
         if let Some(issuer) = &self.issuer
@@ -249,9 +239,7 @@ impl Verifier {
 fn bearer_token(authorization: Option<&str>) -> Result<&str, AuthError> {
     let header = authorization.ok_or(AuthError::Missing)?;
     match header.split_once(' ') {
-        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("Bearer") => {
-            Ok(rest.trim_start_matches(' '))
-        }
+        Some((scheme, rest)) if scheme.eq_ignore_ascii_case("Bearer") => Ok(rest.trim_start_matches(' ')),
         _ => Err(AuthError::Malformed),
     }
 }
@@ -262,9 +250,7 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {
     if segment.is_empty() {
         return Err(AuthError::Malformed);
     }
-    URL_SAFE_NO_PAD
-        .decode(segment)
-        .map_err(|_| AuthError::Malformed)
+    URL_SAFE_NO_PAD.decode(segment).map_err(|_| AuthError::Malformed)
 }
 
 /// The bytes must be exactly one JSON object (serde_json also bounds nesting).
@@ -300,9 +286,7 @@ fn audience_contains(aud: Option<&Value>, expected: &str) -> bool {
 /// skipped, so a token cannot pick which claim is used by spoiling one.
 fn user_id(claims: &Object) -> Result<UserId, AuthError> {
     match USER_ID_CLAIMS.iter().find_map(|name| claims.get(*name)) {
-        Some(Value::String(id))
-            if !id.is_empty() && id.len() <= MAX_USER_ID_LEN && !id.contains('\0') =>
-        {
+        Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_USER_ID_LEN && !id.contains('\0') => {
             Ok(UserId(id.clone()))
         }
         _ => Err(AuthError::BadClaims),
@@ -334,9 +318,7 @@ mod tests {
     /// Signs already-encoded segments, so that bad encodings can carry a valid MAC.
     fn sign_segments(header_b64: &str, payload_b64: &str, key: &[u8]) -> String {
         let input = format!("{header_b64}.{payload_b64}");
-        let mac = HmacSha256::new_from_slice(key)
-            .unwrap()
-            .chain_update(&input);
+        let mac = HmacSha256::new_from_slice(key).unwrap().chain_update(&input);
         format!("{input}.{}", b64(mac.finalize().into_bytes()))
     }
 
@@ -381,14 +363,10 @@ mod tests {
     /// Respells the last character of a base64url segment so that only its
     /// unused trailing bits change: same bytes, non-canonical text.
     fn with_trailing_bits_set(segment: &str) -> String {
-        const ALPHABET: &[u8; 64] =
-            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
         assert_ne!(segment.len() % 4, 0, "segment has no trailing bits");
         let (head, last) = segment.split_at(segment.len() - 1);
-        let index = ALPHABET
-            .iter()
-            .position(|&c| c == last.as_bytes()[0])
-            .unwrap();
+        let index = ALPHABET.iter().position(|&c| c == last.as_bytes()[0]).unwrap();
         format!("{head}{}", char::from(ALPHABET[index ^ 1]))
     }
 
@@ -602,10 +580,7 @@ mod tests {
         let token = sign(HS256, &alice(""), SECRET);
         assert_eq!(v.verify(&token, NOW).unwrap().as_str(), "alice");
         assert_eq!(v.verify("", NOW), Err(AuthError::Malformed));
-        assert_eq!(
-            v.verify(&format!("Bearer {token}"), NOW),
-            Err(AuthError::Malformed)
-        );
+        assert_eq!(v.verify(&format!("Bearer {token}"), NOW), Err(AuthError::Malformed));
     }
 
     #[test]
@@ -615,22 +590,10 @@ mod tests {
         let lenient = Verifier::new(SECRET, None, 120, None, None);
         assert_eq!(strict.verify(&token, NOW), Err(AuthError::NotYetValid));
         assert_eq!(lenient.verify(&token, NOW).unwrap().as_str(), "alice");
-        assert_eq!(
-            strict.verify(&token, 1_700_003_599.9).unwrap().as_str(),
-            "alice"
-        );
-        assert_eq!(
-            strict.verify(&token, 1_700_003_600.0),
-            Err(AuthError::Expired)
-        );
-        assert_eq!(
-            lenient.verify(&token, 1_700_003_719.9).unwrap().as_str(),
-            "alice"
-        );
-        assert_eq!(
-            lenient.verify(&token, 1_700_003_720.0),
-            Err(AuthError::Expired)
-        );
+        assert_eq!(strict.verify(&token, 1_700_003_599.9).unwrap().as_str(), "alice");
+        assert_eq!(strict.verify(&token, 1_700_003_600.0), Err(AuthError::Expired));
+        assert_eq!(lenient.verify(&token, 1_700_003_719.9).unwrap().as_str(), "alice");
+        assert_eq!(lenient.verify(&token, 1_700_003_720.0), Err(AuthError::Expired));
     }
 
     #[test]
@@ -638,11 +601,7 @@ mod tests {
         let v = Verifier::new(SECRET, None, 30, None, None);
         let token = sign(HS256, &alice(""), SECRET);
         for now in [f64::NAN, f64::INFINITY, f64::NEG_INFINITY] {
-            assert_eq!(
-                v.verify(&token, now),
-                Err(AuthError::Expired),
-                "now = {now}"
-            );
+            assert_eq!(v.verify(&token, now), Err(AuthError::Expired), "now = {now}");
         }
     }
 
@@ -655,17 +614,14 @@ mod tests {
             "cGxlLmNvbS9pc19yb290Ijp0cnVlfQ",
             ".dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk",
         );
-        const JWK_K: &str = concat!(
-            "AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75",
-            "aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",
-        );
+        const JWK_K: &str =
+            concat!("AyM1SysPpbyDfgZld3umj1qzKObwVMkoqQ-EstJQLr_T-1qS0gZH75", "aKtMN3Yj0iPS4hcgUuTwjAzZr1Z9CAow",);
         const EXP: f64 = 1_300_819_380.0;
         let (header, payload, _) = segments(TOKEN);
         let header = URL_SAFE_NO_PAD.decode(header).unwrap();
         let payload = URL_SAFE_NO_PAD.decode(payload).unwrap();
         assert_eq!(header, b"{\"typ\":\"JWT\",\r\n \"alg\":\"HS256\"}");
-        let claims =
-            "{\"iss\":\"joe\",\r\n \"exp\":1300819380,\r\n \"http://example.com/is_root\":true}";
+        let claims = "{\"iss\":\"joe\",\r\n \"exp\":1300819380,\r\n \"http://example.com/is_root\":true}";
         assert_eq!(payload, claims.as_bytes());
         let key = URL_SAFE_NO_PAD.decode(JWK_K).unwrap();
         let v = Verifier::new(&key, None, 30, None, None);
@@ -674,34 +630,22 @@ mod tests {
         assert_eq!(v.verify(TOKEN, 1_300_819_000.0), Err(AuthError::BadClaims));
         assert_eq!(v.verify(TOKEN, EXP + 29.9), Err(AuthError::BadClaims));
         let joe = Verifier::new(&key, None, 30, Some("joe".into()), None);
-        assert_eq!(
-            joe.verify(TOKEN, 1_300_819_000.0),
-            Err(AuthError::BadClaims)
-        );
+        assert_eq!(joe.verify(TOKEN, 1_300_819_000.0), Err(AuthError::BadClaims));
         let not_joe = Verifier::new(&key, None, 30, Some("jo".into()), None);
-        assert_eq!(
-            not_joe.verify(TOKEN, 1_300_819_000.0),
-            Err(AuthError::WrongIssuer)
-        );
+        assert_eq!(not_joe.verify(TOKEN, 1_300_819_000.0), Err(AuthError::WrongIssuer));
         // Expired once the leeway is over, and at the real current time.
         assert_eq!(v.verify(TOKEN, EXP + 30.0), Err(AuthError::Expired));
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap();
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap();
         assert_eq!(v.verify(TOKEN, now.as_secs_f64()), Err(AuthError::Expired));
         // Under any other key, the signature fails.
         let other = Verifier::new(SECRET, None, 30, None, None);
-        assert_eq!(
-            other.verify(TOKEN, 1_300_819_000.0),
-            Err(AuthError::BadSignature)
-        );
+        assert_eq!(other.verify(TOKEN, 1_300_819_000.0), Err(AuthError::BadSignature));
     }
 
     /// Tokens signed by `jose` (Node) and `PyJWT`; regenerate with scripts/jwt-fixtures.sh.
     #[test]
     fn accepts_tokens_from_jose_and_pyjwt() {
-        let fixtures: Value =
-            serde_json::from_str(include_str!("../tests/fixtures/jwt.json")).unwrap();
+        let fixtures: Value = serde_json::from_str(include_str!("../tests/fixtures/jwt.json")).unwrap();
         let secret = fixtures["secret"].as_str().unwrap().as_bytes();
         let now = fixtures["generated_at"].as_f64().unwrap() + 60.0;
         let tokens = fixtures["tokens"].as_array().unwrap();
@@ -717,30 +661,14 @@ mod tests {
             let audience = fixture["audience"].as_str().map(String::from);
             if issuer.is_some() || audience.is_some() {
                 let strict = Verifier::new(secret, None, 30, issuer, audience);
-                assert_eq!(
-                    user(strict.verify(token, now)),
-                    expected,
-                    "{label}, iss/aud"
-                );
+                assert_eq!(user(strict.verify(token, now)), expected, "{label}, iss/aud");
                 let other = Verifier::new(secret, None, 30, None, Some("other".into()));
-                assert_eq!(
-                    other.verify(token, now),
-                    Err(AuthError::WrongAudience),
-                    "{label}"
-                );
+                assert_eq!(other.verify(token, now), Err(AuthError::WrongAudience), "{label}");
             }
             let later = 4_102_444_831.0; // past their exp (2100-01-01, +0.5 at most) + leeway
-            assert_eq!(
-                v.verify(token, later),
-                Err(AuthError::Expired),
-                "{label}, expiry"
-            );
+            assert_eq!(v.verify(token, later), Err(AuthError::Expired), "{label}, expiry");
             let wrong_key = Verifier::new(OTHER_SECRET, None, 30, None, None);
-            assert_eq!(
-                wrong_key.verify(token, now),
-                Err(AuthError::BadSignature),
-                "{label}"
-            );
+            assert_eq!(wrong_key.verify(token, now), Err(AuthError::BadSignature), "{label}");
         }
     }
 
@@ -792,19 +720,13 @@ mod tests {
         let forged = sign(HS256, &alice(""), OTHER_SECRET);
         let expired = sign(HS256, r#"{"sub":"alice","exp":1}"#, SECRET);
         for token in [&forged, &expired] {
-            assert!(
-                v.authenticate(Some(&format!("Bearer {token}")), NOW)
-                    .is_err()
-            );
+            assert!(v.authenticate(Some(&format!("Bearer {token}")), NOW).is_err());
         }
         assert_eq!(v.authenticate(None, NOW), Err(AuthError::Missing));
 
         let lines = CAPTURE.0.lock().unwrap();
         for kind in ["BadSignature", "Expired", "Missing"] {
-            assert!(
-                lines.iter().any(|(_, line)| line.ends_with(kind)),
-                "{kind} not logged"
-            );
+            assert!(lines.iter().any(|(_, line)| line.ends_with(kind)), "{kind} not logged");
         }
         for (level, line) in lines.iter() {
             assert_eq!(*level, log::Level::Debug, "{line}");

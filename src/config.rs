@@ -81,28 +81,20 @@ impl Config {
     /// Reads the process environment, falling back to `.env` in the working directory.
     pub fn from_env() -> Result<Config, ConfigError> {
         let dotenv: HashMap<String, String> = match dotenvy::from_path_iter(".env") {
-            Ok(iter) => iter.collect::<Result<_, _>>().map_err(|e| ConfigError {
-                variable: ".env",
-                problem: format!("cannot be read: {e}"),
-            })?,
+            Ok(iter) => iter
+                .collect::<Result<_, _>>()
+                .map_err(|e| ConfigError { variable: ".env", problem: format!("cannot be read: {e}") })?,
             Err(_) => HashMap::new(), // no .env file: the environment alone
         };
-        Config::from_lookup(|name| {
-            std::env::var(name)
-                .ok()
-                .or_else(|| dotenv.get(name).cloned())
-        })
+        Config::from_lookup(|name| std::env::var(name).ok().or_else(|| dotenv.get(name).cloned()))
     }
 
     /// Builds a configuration from any lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let database =
-            database_url(&get, "DATABASE_URL")?.ok_or_else(|| missing("DATABASE_URL"))?;
-        let migration_database =
-            database_url(&get, "DATABASE_MIGRATION_URL")?.unwrap_or_else(|| database.clone());
+        let database = database_url(&get, "DATABASE_URL")?.ok_or_else(|| missing("DATABASE_URL"))?;
+        let migration_database = database_url(&get, "DATABASE_MIGRATION_URL")?.unwrap_or_else(|| database.clone());
         let secret_previous = secret(&get, "BETTER_AUTH_SECRET_PREVIOUS")?;
-        let secret =
-            secret(&get, "BETTER_AUTH_SECRET")?.ok_or_else(|| missing("BETTER_AUTH_SECRET"))?;
+        let secret = secret(&get, "BETTER_AUTH_SECRET")?.ok_or_else(|| missing("BETTER_AUTH_SECRET"))?;
         let cors = match get("CORS_ORIGINS").as_deref().map(str::trim) {
             None => Cors::Origins(vec!["http://localhost:3000".to_owned()]),
             Some("*") => Cors::Any,
@@ -117,21 +109,11 @@ impl Config {
             port: number(&get, "PORT", 8000, 0..=65535)?,
             cors,
             pool_size: number(&get, "DB_POOL_SIZE", 16, 1..=1000)?,
-            pool_timeout: Duration::from_millis(number(
-                &get,
-                "DB_POOL_TIMEOUT_MS",
-                2000,
-                1..=60_000,
-            )?),
+            pool_timeout: Duration::from_millis(number(&get, "DB_POOL_TIMEOUT_MS", 2000, 1..=60_000)?),
             workers: number(&get, "WORKERS", 32, 1..=4096)?,
             max_connections: number(&get, "MAX_CONNECTIONS", 4096, 1..=100_000)?,
             idle_timeout: Duration::from_secs(number(&get, "IDLE_TIMEOUT_SECONDS", 60, 1..=3600)?),
-            request_timeout: Duration::from_secs(number(
-                &get,
-                "REQUEST_TIMEOUT_SECONDS",
-                30,
-                1..=3600,
-            )?),
+            request_timeout: Duration::from_secs(number(&get, "REQUEST_TIMEOUT_SECONDS", 30, 1..=3600)?),
             jwt_issuer: non_empty(&get, "JWT_ISSUER")?,
             jwt_audience: non_empty(&get, "JWT_AUDIENCE")?,
             jwt_leeway_seconds: number(&get, "JWT_LEEWAY_SECONDS", 30, 0..=3600)?,
@@ -147,24 +129,16 @@ impl Config {
             "::" | "[::]" => "::1",
             host => host,
         };
-        std::net::ToSocketAddrs::to_socket_addrs(&(host, self.port))
-            .ok()?
-            .next()
+        std::net::ToSocketAddrs::to_socket_addrs(&(host, self.port)).ok()?.next()
     }
 }
 
 fn missing(variable: &'static str) -> ConfigError {
-    ConfigError {
-        variable,
-        problem: "is required".to_owned(),
-    }
+    ConfigError { variable, problem: "is required".to_owned() }
 }
 
 fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
-    ConfigError {
-        variable,
-        problem: problem.into(),
-    }
+    ConfigError { variable, problem: problem.into() }
 }
 
 /// A `postgres://` URL. Errors describe the problem without echoing the URL (it holds a password).
@@ -176,10 +150,7 @@ fn database_url(
         return Ok(None);
     };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
-        return Err(invalid(
-            variable,
-            "must be a postgres:// or postgresql:// URL",
-        ));
+        return Err(invalid(variable, "must be a postgres:// or postgresql:// URL"));
     }
     let mut config = postgres::Config::from_str(&url).map_err(|e| {
         // The parser's messages name the bad parameter, never its value.
@@ -195,22 +166,16 @@ fn database_url(
         config.application_name("todo-api");
     }
     // Detect dead peers on idle pooled connections (network partitions).
-    config
-        .keepalives(true)
-        .keepalives_idle(Duration::from_secs(30));
+    config.keepalives(true).keepalives_idle(Duration::from_secs(30));
     Ok(Some(config))
 }
 
-fn secret(
-    get: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-) -> Result<Option<Vec<u8>>, ConfigError> {
+fn secret(get: &impl Fn(&str) -> Option<String>, variable: &'static str) -> Result<Option<Vec<u8>>, ConfigError> {
     match get(variable) {
         None => Ok(None),
-        Some(value) if value.len() < MIN_SECRET_BYTES => Err(invalid(
-            variable,
-            format!("must be at least {MIN_SECRET_BYTES} bytes"),
-        )),
+        Some(value) if value.len() < MIN_SECRET_BYTES => {
+            Err(invalid(variable, format!("must be at least {MIN_SECRET_BYTES} bytes")))
+        }
         Some(value) => Ok(Some(value.into_bytes())),
     }
 }
@@ -226,21 +191,11 @@ fn number<T: FromStr + PartialOrd + fmt::Display>(
     };
     match raw.trim().parse::<T>() {
         Ok(value) if range.contains(&value) => Ok(value),
-        _ => Err(invalid(
-            variable,
-            format!(
-                "must be a whole number from {} to {}",
-                range.start(),
-                range.end()
-            ),
-        )),
+        _ => Err(invalid(variable, format!("must be a whole number from {} to {}", range.start(), range.end()))),
     }
 }
 
-fn non_empty(
-    get: &impl Fn(&str) -> Option<String>,
-    variable: &'static str,
-) -> Result<Option<String>, ConfigError> {
+fn non_empty(get: &impl Fn(&str) -> Option<String>, variable: &'static str) -> Result<Option<String>, ConfigError> {
     match get(variable) {
         Some(value) if value.is_empty() => Err(invalid(variable, "must not be empty when set")),
         other => Ok(other),
@@ -248,17 +203,9 @@ fn non_empty(
 }
 
 fn origins(list: &str) -> Result<Vec<String>, ConfigError> {
-    let origins: Vec<String> = list
-        .split(',')
-        .map(str::trim)
-        .filter(|o| !o.is_empty())
-        .map(str::to_owned)
-        .collect();
-    let well_formed = |o: &String| {
-        (o.starts_with("http://") || o.starts_with("https://"))
-            && !o.ends_with('/')
-            && !o.contains('*')
-    };
+    let origins: Vec<String> = list.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect();
+    let well_formed =
+        |o: &String| (o.starts_with("http://") || o.starts_with("https://")) && !o.ends_with('/') && !o.contains('*');
     if origins.is_empty() || !origins.iter().all(well_formed) {
         return Err(invalid(
             "CORS_ORIGINS",
@@ -275,18 +222,12 @@ mod tests {
     const SECRET: &str = "0123456789abcdef0123456789abcdef";
 
     fn config(vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
-        let map: HashMap<String, String> = vars
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let map: HashMap<String, String> = vars.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
         Config::from_lookup(|name| map.get(name).cloned())
     }
 
     fn minimal() -> Vec<(&'static str, &'static str)> {
-        vec![
-            ("DATABASE_URL", "postgres://u:hunter2@localhost/db"),
-            ("BETTER_AUTH_SECRET", SECRET),
-        ]
+        vec![("DATABASE_URL", "postgres://u:hunter2@localhost/db"), ("BETTER_AUTH_SECRET", SECRET)]
     }
 
     #[test]
@@ -294,15 +235,9 @@ mod tests {
         let c = config(&minimal()).unwrap();
         assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 8000));
         assert_eq!(c.cors, Cors::Origins(vec!["http://localhost:3000".into()]));
-        assert_eq!(
-            (c.pool_size, c.pool_timeout, c.workers),
-            (16, Duration::from_millis(2000), 32)
-        );
+        assert_eq!((c.pool_size, c.pool_timeout, c.workers), (16, Duration::from_millis(2000), 32));
         assert_eq!(c.jwt_leeway_seconds, 30);
-        assert_eq!(
-            (c.jwt_issuer, c.jwt_audience, c.secret_previous),
-            (None, None, None)
-        );
+        assert_eq!((c.jwt_issuer, c.jwt_audience, c.secret_previous), (None, None, None));
     }
 
     #[test]
@@ -310,17 +245,9 @@ mod tests {
         let cases: &[(&str, &str, &str)] = &[
             ("DATABASE_URL", "", "DATABASE_URL"),
             ("DATABASE_URL", "mysql://x/y", "DATABASE_URL"),
-            (
-                "DATABASE_URL",
-                "postgres://u:p@h/db?sslmode=bogus",
-                "DATABASE_URL",
-            ),
+            ("DATABASE_URL", "postgres://u:p@h/db?sslmode=bogus", "DATABASE_URL"),
             ("BETTER_AUTH_SECRET", "short", "BETTER_AUTH_SECRET"),
-            (
-                "BETTER_AUTH_SECRET_PREVIOUS",
-                "short",
-                "BETTER_AUTH_SECRET_PREVIOUS",
-            ),
+            ("BETTER_AUTH_SECRET_PREVIOUS", "short", "BETTER_AUTH_SECRET_PREVIOUS"),
             ("PORT", "http", "PORT"),
             ("PORT", "70000", "PORT"),
             ("DB_POOL_SIZE", "0", "DB_POOL_SIZE"),
@@ -351,18 +278,12 @@ mod tests {
     #[test]
     fn errors_and_debug_never_show_secrets() {
         let mut vars = minimal();
-        vars.push((
-            "DATABASE_URL",
-            "postgres://u:hunter2@localhost/db?sslmode=bogus",
-        ));
+        vars.push(("DATABASE_URL", "postgres://u:hunter2@localhost/db?sslmode=bogus"));
         vars.remove(0);
         let err = config(&vars).unwrap_err().to_string();
         assert!(!err.contains("hunter2"), "{err}");
         let debug = format!("{:?}", config(&minimal()).unwrap());
-        assert!(
-            !debug.contains("hunter2") && !debug.contains(SECRET),
-            "{debug}"
-        );
+        assert!(!debug.contains("hunter2") && !debug.contains(SECRET), "{debug}");
     }
 
     #[test]
@@ -372,10 +293,7 @@ mod tests {
         assert_eq!(config(&vars).unwrap().cors, Cors::Any);
         vars.pop();
         vars.push(("CORS_ORIGINS", "https://a.example, http://localhost:3000"));
-        let expected = Cors::Origins(vec![
-            "https://a.example".into(),
-            "http://localhost:3000".into(),
-        ]);
+        let expected = Cors::Origins(vec!["https://a.example".into(), "http://localhost:3000".into()]);
         assert_eq!(config(&vars).unwrap().cors, expected);
     }
 }

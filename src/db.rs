@@ -29,10 +29,7 @@ pub struct Sql {
 
 macro_rules! sql {
     ($file:literal) => {
-        Sql {
-            file: $file,
-            text: include_str!(concat!("../sql/", $file)),
-        }
+        Sql { file: $file, text: include_str!(concat!("../sql/", $file)) }
     };
 }
 
@@ -46,16 +43,8 @@ pub const COMPLETE_TASK: Sql = sql!("tasks/complete.sql");
 pub const DELETE_TASK: Sql = sql!("tasks/delete.sql");
 
 /// Every statement the handlers run; start-up prepares each one.
-pub const ALL: &[Sql] = &[
-    READY,
-    INSERT_TASK,
-    GET_TASK,
-    LIST_TASKS,
-    COUNT_TASKS,
-    UPDATE_TASK,
-    COMPLETE_TASK,
-    DELETE_TASK,
-];
+pub const ALL: &[Sql] =
+    &[READY, INSERT_TASK, GET_TASK, LIST_TASKS, COUNT_TASKS, UPDATE_TASK, COMPLETE_TASK, DELETE_TASK];
 
 /// Schema migrations, applied in this order.
 pub const MIGRATIONS: &[Sql] = &[sql!("migrations/0001_init.sql")];
@@ -76,9 +65,7 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
-        self.config
-            .connect(self.tls.clone())
-            .map(|client| Conn(Some(client)))
+        self.config.connect(self.tls.clone()).map(|client| Conn(Some(client)))
     }
 
     fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
@@ -98,26 +85,20 @@ pub struct Conn(Option<Client>);
 impl Deref for Conn {
     type Target = Client;
     fn deref(&self) -> &Client {
-        self.0
-            .as_ref()
-            .unwrap_or_else(|| unreachable!("taken only in drop"))
+        self.0.as_ref().unwrap_or_else(|| unreachable!("taken only in drop"))
     }
 }
 
 impl DerefMut for Conn {
     fn deref_mut(&mut self) -> &mut Client {
-        self.0
-            .as_mut()
-            .unwrap_or_else(|| unreachable!("taken only in drop"))
+        self.0.as_mut().unwrap_or_else(|| unreachable!("taken only in drop"))
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
         if let Some(client) = self.0.take() {
-            let closing = std::thread::Builder::new()
-                .name("db-close".to_owned())
-                .spawn(move || drop(client));
+            let closing = std::thread::Builder::new().name("db-close".to_owned()).spawn(move || drop(client));
             if let Err(e) = closing {
                 log::warn!("cannot close a database connection in the background: {e}");
             }
@@ -147,9 +128,7 @@ pub fn tls() -> Result<MakeTlsConnector, openssl::error::ErrorStack> {
 /// Connects once, directly (not through the pool), for migrations and the statement check.
 pub fn connect(config: &postgres::Config) -> Result<Client, String> {
     let tls = tls().map_err(|e| format!("TLS setup failed: {e}"))?;
-    config
-        .connect(tls)
-        .map_err(|e| format!("cannot connect to the database (DATABASE_URL): {e}"))
+    config.connect(tls).map_err(|e| format!("cannot connect to the database (DATABASE_URL): {e}"))
 }
 
 /// A pool that connects lazily, so the server can start while the database is cold.
@@ -157,13 +136,8 @@ pub fn pool(config: &Config) -> Result<Pool, String> {
     let tls = tls().map_err(|e| format!("TLS setup failed: {e}"))?;
     // A quarter of the checkout budget, so a dead connection or two still leaves time for a
     // good one; at least 100 ms so that a busy but healthy server is not taken for dead.
-    let check_timeout =
-        (config.pool_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let manager = Manager {
-        config: config.database.clone(),
-        tls,
-        check_timeout,
-    };
+    let check_timeout = (config.pool_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let manager = Manager { config: config.database.clone(), tls, check_timeout };
     Ok(r2d2::Pool::builder()
         .max_size(config.pool_size)
         .min_idle(Some(config.pool_size.min(4)))
@@ -177,8 +151,7 @@ pub fn pool(config: &Config) -> Result<Pool, String> {
 pub fn migrate(client: &mut Client) -> Result<(), String> {
     let fail = |what: &str, e: postgres::Error| format!("migration failed: {what}: {e}");
     let mut tx = client.transaction().map_err(|e| fail("begin", e))?;
-    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK])
-        .map_err(|e| fail("lock", e))?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(|e| fail("lock", e))?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              file text PRIMARY KEY,
@@ -189,10 +162,7 @@ pub fn migrate(client: &mut Client) -> Result<(), String> {
     for migration in MIGRATIONS {
         let checksum = hex(&Sha256::digest(migration.text.as_bytes()));
         let applied = tx
-            .query_opt(
-                "SELECT checksum FROM schema_migrations WHERE file = $1",
-                &[&migration.file],
-            )
+            .query_opt("SELECT checksum FROM schema_migrations WHERE file = $1", &[&migration.file])
             .map_err(|e| fail(migration.file, e))?;
         match applied {
             Some(row) => {
@@ -206,8 +176,7 @@ pub fn migrate(client: &mut Client) -> Result<(), String> {
             }
             None => {
                 log::info!("applying migration {}", migration.file);
-                tx.batch_execute(migration.text)
-                    .map_err(|e| fail(migration.file, e))?;
+                tx.batch_execute(migration.text).map_err(|e| fail(migration.file, e))?;
                 tx.execute(
                     "INSERT INTO schema_migrations (file, checksum) VALUES ($1, $2)",
                     &[&migration.file, &checksum],
@@ -222,9 +191,7 @@ pub fn migrate(client: &mut Client) -> Result<(), String> {
 /// Prepares every statement once, so a typo in `sql/` stops start-up and names the file.
 pub fn check_statements(client: &mut Client) -> Result<(), String> {
     for sql in ALL {
-        client
-            .prepare(sql.text)
-            .map_err(|e| format!("sql/{} does not prepare: {e}", sql.file))?;
+        client.prepare(sql.text).map_err(|e| format!("sql/{} does not prepare: {e}", sql.file))?;
     }
     Ok(())
 }
@@ -249,10 +216,7 @@ pub fn rfc3339(time: SystemTime) -> String {
         Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
         Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
     };
-    let (days, micros_of_day) = (
-        micros.div_euclid(86_400_000_000),
-        micros.rem_euclid(86_400_000_000),
-    );
+    let (days, micros_of_day) = (micros.div_euclid(86_400_000_000), micros.rem_euclid(86_400_000_000));
     let secs_of_day = micros_of_day / 1_000_000;
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -283,10 +247,7 @@ mod tests {
         assert_eq!(at(1_767_866_400_123_456), "2026-01-08T10:00:00.123456Z");
         assert_eq!(at(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
         assert_eq!(at(4_107_542_399_999_999), "2100-02-28T23:59:59.999999Z");
-        assert_eq!(
-            rfc3339(UNIX_EPOCH - Duration::from_micros(1)),
-            "1969-12-31T23:59:59.999999Z"
-        );
+        assert_eq!(rfc3339(UNIX_EPOCH - Duration::from_micros(1)), "1969-12-31T23:59:59.999999Z");
     }
 
     /// Isolation is enforced by the SQL itself: after every mention of the `tasks` table, a
@@ -306,36 +267,23 @@ mod tests {
         assert!(files.len() >= 8, "found the statements: {files:?}");
         for path in files {
             let text = std::fs::read_to_string(&path).unwrap();
-            let code: String = text
-                .lines()
-                .map(|l| l.split("--").next().unwrap_or_default())
-                .collect::<Vec<_>>()
-                .join(" ");
+            let code: String =
+                text.lines().map(|l| l.split("--").next().unwrap_or_default()).collect::<Vec<_>>().join(" ");
             let code = code.split_whitespace().collect::<Vec<_>>().join(" ");
             for (i, _) in code.match_indices(" tasks") {
                 let rest = &code[i..];
-                let scoped = rest.contains("WHERE user_id = $")
-                    || rest.contains("WHERE id = $1 AND user_id = $2");
-                let insert =
-                    code[..i].ends_with("INSERT INTO") && rest.starts_with(" tasks (user_id,");
-                assert!(
-                    scoped || insert,
-                    "{}: a statement on tasks without a user_id restriction",
-                    path.display()
-                );
+                let scoped = rest.contains("WHERE user_id = $") || rest.contains("WHERE id = $1 AND user_id = $2");
+                let insert = code[..i].ends_with("INSERT INTO") && rest.starts_with(" tasks (user_id,");
+                assert!(scoped || insert, "{}: a statement on tasks without a user_id restriction", path.display());
             }
         }
     }
 
     #[test]
     fn every_sql_file_is_embedded() {
-        let on_disk = std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/tasks"))
-            .map(|dir| dir.count())
-            .unwrap_or(0);
+        let on_disk =
+            std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/tasks")).map(|dir| dir.count()).unwrap_or(0);
         let embedded = ALL.iter().filter(|s| s.file.starts_with("tasks/")).count();
-        assert_eq!(
-            on_disk, embedded,
-            "every file in sql/tasks must be listed in db::ALL"
-        );
+        assert_eq!(on_disk, embedded, "every file in sql/tasks must be listed in db::ALL");
     }
 }

@@ -119,29 +119,18 @@ impl ApiError {
             ApiError::Validation(errors) => Some(errors.as_slice()),
             _ => None,
         };
-        let body = Body {
-            detail: self.detail(),
-            code: self.code(),
-            request_id,
-            errors,
-        };
+        let body = Body { detail: self.detail(), code: self.code(), request_id, errors };
         let json = serde_json::to_vec(&body).unwrap_or_default();
-        let mut response =
-            Response::from_data("application/json", json).with_status_code(self.status());
+        let mut response = Response::from_data("application/json", json).with_status_code(self.status());
         match self {
             ApiError::MethodNotAllowed(methods) => {
                 response = response.with_unique_header("Allow", allow_header(methods));
             }
             ApiError::Unauthorized(kind) if kind.token_presented() => {
-                response = response
-                    .with_unique_header("WWW-Authenticate", "Bearer error=\"invalid_token\"");
+                response = response.with_unique_header("WWW-Authenticate", "Bearer error=\"invalid_token\"");
             }
-            ApiError::Unauthorized(_) => {
-                response = response.with_unique_header("WWW-Authenticate", "Bearer")
-            }
-            ApiError::Unavailable(_) => {
-                response = response.with_unique_header("Retry-After", RETRY_AFTER_SECONDS)
-            }
+            ApiError::Unauthorized(_) => response = response.with_unique_header("WWW-Authenticate", "Bearer"),
+            ApiError::Unavailable(_) => response = response.with_unique_header("Retry-After", RETRY_AFTER_SECONDS),
             _ => {}
         }
         response
@@ -167,9 +156,7 @@ impl From<postgres::Error> for ApiError {
         // SQLSTATE classes 08 (connection), 53 (resources) and 57P (shutdown) mean the database,
         // not the request, is at fault; so do errors with no SQLSTATE (closed socket, I/O).
         let unavailable = match e.code() {
-            Some(code) => ["08", "53", "57P"]
-                .iter()
-                .any(|class| code.code().starts_with(class)),
+            Some(code) => ["08", "53", "57P"].iter().any(|class| code.code().starts_with(class)),
             None => true,
         };
         if unavailable {
@@ -198,23 +185,14 @@ mod tests {
         let response = error.to_response("rid");
         assert_eq!(response.status_code, 500);
         let text = body(response).to_string();
-        assert!(
-            !text.contains("secret_table") && !text.contains("hunter2"),
-            "{text}"
-        );
+        assert!(!text.contains("secret_table") && !text.contains("hunter2"), "{text}");
     }
 
     #[test]
     fn a_503_carries_retry_after_and_no_cause() {
-        let response =
-            ApiError::Unavailable("connection refused to 10.0.0.1".into()).to_response("rid");
+        let response = ApiError::Unavailable("connection refused to 10.0.0.1".into()).to_response("rid");
         assert_eq!(response.status_code, 503);
-        assert!(
-            response
-                .headers
-                .iter()
-                .any(|(k, v)| k == "Retry-After" && v == RETRY_AFTER_SECONDS)
-        );
+        assert!(response.headers.iter().any(|(k, v)| k == "Retry-After" && v == RETRY_AFTER_SECONDS));
         let json = body(response);
         assert_eq!(json["code"], "unavailable");
         assert!(!json.to_string().contains("10.0.0.1"));
@@ -223,27 +201,17 @@ mod tests {
     #[test]
     fn every_error_body_has_detail_code_and_request_id() {
         let json = body(ApiError::NotFound("Task not found").to_response("abc"));
-        assert_eq!(
-            json,
-            serde_json::json!({"detail": "Task not found", "code": "not_found", "request_id": "abc"})
-        );
+        assert_eq!(json, serde_json::json!({"detail": "Task not found", "code": "not_found", "request_id": "abc"}));
     }
 
     #[test]
     fn validation_errors_list_each_field() {
         let errors = vec![
-            FieldError::new(
-                vec!["body", "title"],
-                "must be 1 to 200 characters",
-                "string_length",
-            ),
+            FieldError::new(vec!["body", "title"], "must be 1 to 200 characters", "string_length"),
             FieldError::new(vec!["body", "completed"], "must be a boolean", "bool_type"),
         ];
         let json = body(ApiError::Validation(errors).to_response("r"));
-        assert_eq!(
-            json["errors"][0]["loc"],
-            serde_json::json!(["body", "title"])
-        );
+        assert_eq!(json["errors"][0]["loc"], serde_json::json!(["body", "title"]));
         assert_eq!(json["errors"][1]["type"], "bool_type");
     }
 }

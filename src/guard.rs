@@ -63,19 +63,12 @@ impl Guard {
     /// Accepts on `listener` and relays to `backend` (rouille on loopback).
     pub fn start(listener: TcpListener, backend: SocketAddr, limits: Limits) -> io::Result<Guard> {
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            stopping: AtomicBool::new(false),
-            open: AtomicUsize::new(0),
-        });
+        let shared = Arc::new(Shared { stopping: AtomicBool::new(false), open: AtomicUsize::new(0) });
         let accepting = Arc::clone(&shared);
         let thread = thread::Builder::new()
             .name("guard-accept".to_owned())
             .spawn(move || accept_loop(&listener, backend, limits, &accepting))?;
-        Ok(Guard {
-            addr,
-            shared,
-            thread: Some(thread),
-        })
+        Ok(Guard { addr, shared, thread: Some(thread) })
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -107,11 +100,7 @@ impl Guard {
 fn wake_address(addr: SocketAddr) -> SocketAddr {
     let mut wake = addr;
     if addr.ip().is_unspecified() {
-        wake.set_ip(if addr.is_ipv4() {
-            [127, 0, 0, 1].into()
-        } else {
-            std::net::Ipv6Addr::LOCALHOST.into()
-        });
+        wake.set_ip(if addr.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
     }
     wake
 }
@@ -131,24 +120,18 @@ fn accept_loop(listener: &TcpListener, backend: SocketAddr, limits: Limits, shar
             break;
         }
         if shared.open.load(Ordering::SeqCst) >= limits.max_connections {
-            log::warn!(
-                "connection refused: {} connections open",
-                limits.max_connections
-            );
+            log::warn!("connection refused: {} connections open", limits.max_connections);
             let _ = client.set_write_timeout(Some(Duration::from_millis(100)));
             let _ = (&client).write_all(TOO_MANY);
             continue;
         }
         shared.open.fetch_add(1, Ordering::SeqCst);
         let counted = Counted(Arc::clone(shared));
-        let spawned = thread::Builder::new()
-            .name("relay".to_owned())
-            .stack_size(STACK)
-            .spawn(move || {
-                if let Err(e) = relay(client, backend, limits, &counted.0) {
-                    log::debug!("connection ended: {e}");
-                }
-            });
+        let spawned = thread::Builder::new().name("relay".to_owned()).stack_size(STACK).spawn(move || {
+            if let Err(e) = relay(client, backend, limits, &counted.0) {
+                log::debug!("connection ended: {e}");
+            }
+        });
         if let Err(e) = spawned {
             log::warn!("cannot start a connection thread: {e}"); // the connection was dropped
         }
@@ -174,12 +157,7 @@ enum End {
 
 /// Client to rouille, in this thread; rouille to client, in a second one started on the first
 /// request byte (an idle connection costs one thread).
-fn relay(
-    client: TcpStream,
-    backend_addr: SocketAddr,
-    limits: Limits,
-    shared: &Shared,
-) -> io::Result<()> {
+fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, shared: &Shared) -> io::Result<()> {
     client.set_read_timeout(Some(TICK))?;
     client.set_write_timeout(Some(WRITE_TIMEOUT))?;
     client.set_nodelay(true)?;
@@ -189,10 +167,7 @@ fn relay(
     let mut idle_since = Instant::now();
     let mut buf = [0u8; 8192];
     let end = loop {
-        if request
-            .as_ref()
-            .is_some_and(|r| responses.load(Ordering::SeqCst) > r.responses_before)
-        {
+        if request.as_ref().is_some_and(|r| responses.load(Ordering::SeqCst) > r.responses_before) {
             request = None; // its response has started: the connection is between requests
             idle_since = Instant::now();
         }
@@ -202,8 +177,7 @@ fn relay(
         match (&client).read(&mut buf) {
             Ok(0) => break End::Finished,
             Ok(n) => {
-                let current =
-                    request.get_or_insert_with(|| Request::new(responses.load(Ordering::SeqCst)));
+                let current = request.get_or_insert_with(|| Request::new(responses.load(Ordering::SeqCst)));
                 if let Err(why) = current.feed(&buf[..n]) {
                     log::warn!("connection cut off: {why}");
                     break End::Cut;
@@ -216,19 +190,14 @@ fn relay(
                     break End::Cut;
                 }
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                match &request {
-                    Some(r) if r.started.elapsed() > limits.request_timeout => {
-                        log::warn!(
-                            "connection cut off: request not complete after {:?}",
-                            limits.request_timeout
-                        );
-                        break End::Cut;
-                    }
-                    None if idle_since.elapsed() > limits.idle_timeout => break End::Finished,
-                    _ => {}
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => match &request {
+                Some(r) if r.started.elapsed() > limits.request_timeout => {
+                    log::warn!("connection cut off: request not complete after {:?}", limits.request_timeout);
+                    break End::Cut;
                 }
-            }
+                None if idle_since.elapsed() > limits.idle_timeout => break End::Finished,
+                _ => {}
+            },
             Err(_) => break End::Cut,
         }
     };
@@ -244,29 +213,22 @@ fn relay(
 }
 
 /// Connects to rouille and starts the thread that copies its responses to the client.
-fn connect_backend(
-    addr: SocketAddr,
-    client: &TcpStream,
-    responses: &Arc<AtomicU64>,
-) -> io::Result<TcpStream> {
+fn connect_backend(addr: SocketAddr, client: &TcpStream, responses: &Arc<AtomicU64>) -> io::Result<TcpStream> {
     let backend = TcpStream::connect(addr)?;
     backend.set_nodelay(true)?;
     let (mut from, mut to) = (backend.try_clone()?, client.try_clone()?);
     let responses = Arc::clone(responses);
-    thread::Builder::new()
-        .name("relay-back".to_owned())
-        .stack_size(STACK)
-        .spawn(move || {
-            let mut buf = [0u8; 8192];
-            while let Ok(n) = from.read(&mut buf) {
-                if n == 0 || to.write_all(&buf[..n]).is_err() {
-                    break;
-                }
-                responses.fetch_add(1, Ordering::SeqCst);
+    thread::Builder::new().name("relay-back".to_owned()).stack_size(STACK).spawn(move || {
+        let mut buf = [0u8; 8192];
+        while let Ok(n) = from.read(&mut buf) {
+            if n == 0 || to.write_all(&buf[..n]).is_err() {
+                break;
             }
-            let _ = to.shutdown(Shutdown::Both); // also wakes the client-side reader
-            let _ = from.shutdown(Shutdown::Both);
-        })?;
+            responses.fetch_add(1, Ordering::SeqCst);
+        }
+        let _ = to.shutdown(Shutdown::Both); // also wakes the client-side reader
+        let _ = from.shutdown(Shutdown::Both);
+    })?;
     Ok(backend)
 }
 
@@ -283,13 +245,7 @@ struct Request {
 
 impl Request {
     fn new(responses_before: u64) -> Request {
-        Request {
-            started: Instant::now(),
-            responses_before,
-            bytes: 0,
-            head_done: false,
-            tail: [0; 3],
-        }
+        Request { started: Instant::now(), responses_before, bytes: 0, head_done: false, tail: [0; 3] }
     }
 
     fn feed(&mut self, data: &[u8]) -> Result<(), &'static str> {

@@ -24,10 +24,7 @@ pub struct Status {
 
 impl Status {
     pub fn ok() -> Status {
-        Status {
-            status: "ok",
-            database: None,
-        }
+        Status { status: "ok", database: None }
     }
 }
 
@@ -39,47 +36,25 @@ pub fn ready(app: &App) -> Result<Response, ApiError> {
     let pool = app.pool.clone();
     let check = move || {
         let started = Instant::now();
-        let result = pool
-            .get_timeout(READY_TIMEOUT)
-            .map_err(|e| e.to_string())
-            .and_then(|mut client| {
-                let left = READY_TIMEOUT
-                    .saturating_sub(started.elapsed())
-                    .max(Duration::from_millis(100));
-                client
-                    .is_valid(left)
-                    .and_then(|()| client.simple_query(db::READY.text).map(drop))
-                    .map_err(|e| e.to_string())
-            });
+        let result = pool.get_timeout(READY_TIMEOUT).map_err(|e| e.to_string()).and_then(|mut client| {
+            let left = READY_TIMEOUT.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
+            client
+                .is_valid(left)
+                .and_then(|()| client.simple_query(db::READY.text).map(drop))
+                .map_err(|e| e.to_string())
+        });
         let _ = sender.send(result);
     };
-    let answered = match std::thread::Builder::new()
-        .name("ready".to_owned())
-        .spawn(check)
-    {
-        Ok(_) => answer
-            .recv_timeout(READY_TIMEOUT)
-            .unwrap_or_else(|_| Err("no answer within 2 s".to_owned())),
+    let answered = match std::thread::Builder::new().name("ready".to_owned()).spawn(check) {
+        Ok(_) => answer.recv_timeout(READY_TIMEOUT).unwrap_or_else(|_| Err("no answer within 2 s".to_owned())),
         Err(e) => Err(format!("cannot start the check: {e}")),
     };
     Ok(match answered {
-        Ok(()) => json(
-            200,
-            &Status {
-                status: "ok",
-                database: Some("ok"),
-            },
-        ),
+        Ok(()) => json(200, &Status { status: "ok", database: Some("ok") }),
         Err(cause) => {
             log::warn!("readiness check failed: {cause}");
-            json(
-                503,
-                &Status {
-                    status: "unavailable",
-                    database: Some("unreachable"),
-                },
-            )
-            .with_unique_header("Retry-After", "1")
+            json(503, &Status { status: "unavailable", database: Some("unreachable") })
+                .with_unique_header("Retry-After", "1")
         }
     })
 }
@@ -90,8 +65,7 @@ pub fn probe(addr: SocketAddr) -> bool {
     let answer = || -> std::io::Result<Vec<u8>> {
         let mut stream = TcpStream::connect_timeout(&addr, READY_TIMEOUT)?;
         stream.set_read_timeout(Some(READY_TIMEOUT))?;
-        stream
-            .write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+        stream.write_all(b"GET /health HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
         let mut head = vec![0; 12];
         stream.read_exact(&mut head)?;
         Ok(head)

@@ -99,12 +99,7 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
         ["api", user, "tasks", id, "complete"] => (Endpoint::Complete, Some(*user), Some(*id)),
         _ => return None,
     };
-    Some(Route {
-        endpoint,
-        path_user,
-        id,
-        path: trimmed,
-    })
+    Some(Route { endpoint, path_user, id, path: trimmed })
 }
 
 /// What runs a routed request; `dispatch` in production (tests may wrap it).
@@ -118,10 +113,7 @@ pub fn dispatch(app: &App, request: &Request, route: &Route) -> Result<Response,
         Endpoint::OpenApi => return Ok(Response::from_data("application/json", crate::OPENAPI)),
         Endpoint::Tasks | Endpoint::Task | Endpoint::Complete => {}
     }
-    let user = app
-        .verifier
-        .authenticate(request.header("Authorization"), now())
-        .map_err(ApiError::Unauthorized)?;
+    let user = app.verifier.authenticate(request.header("Authorization"), now()).map_err(ApiError::Unauthorized)?;
     if let Some(raw) = route.path_user
         && percent_decode(raw).as_deref() != Some(user.as_str().as_bytes())
     {
@@ -136,10 +128,7 @@ pub fn dispatch(app: &App, request: &Request, route: &Route) -> Result<Response,
         ("PATCH", Endpoint::Task, Some(id)) => tasks::update(app, &user, request, id),
         ("DELETE", Endpoint::Task, Some(id)) => tasks::delete(app, &user, id),
         ("PATCH", Endpoint::Complete, Some(id)) => tasks::complete(app, &user, request, id),
-        _ => Err(ApiError::Internal(format!(
-            "route table has no handler for {:?}",
-            route.endpoint
-        ))),
+        _ => Err(ApiError::Internal(format!("route table has no handler for {:?}", route.endpoint))),
     }
 }
 
@@ -153,8 +142,9 @@ pub fn handle(app: &App, request: &Request, dispatch: Dispatch) -> Response {
     let route = resolve(path);
     let result = match route {
         None => Err(ApiError::NotFound("Not found")),
-        Some(route) if method == "OPTIONS" => Ok(Response::empty_204()
-            .with_unique_header("Allow", allow_header(route.endpoint.methods()))),
+        Some(route) if method == "OPTIONS" => {
+            Ok(Response::empty_204().with_unique_header("Allow", allow_header(route.endpoint.methods())))
+        }
         Some(route) if !route.endpoint.methods().contains(&method) => {
             Err(ApiError::MethodNotAllowed(route.endpoint.methods()))
         }
@@ -182,12 +172,7 @@ pub fn handle(app: &App, request: &Request, dispatch: Dispatch) -> Response {
 }
 
 /// CORS as the contract says: exact origins (or `*`), preflights answered without a token.
-fn cors(
-    cors: &Cors,
-    request: &Request,
-    endpoint: Option<Endpoint>,
-    mut response: Response,
-) -> Response {
+fn cors(cors: &Cors, request: &Request, endpoint: Option<Endpoint>, mut response: Response) -> Response {
     let origin = request.header("Origin");
     let allowed = match (cors, origin) {
         (Cors::Any, Some(_)) => Some("*"),
@@ -204,14 +189,10 @@ fn cors(
     response = response
         .with_unique_header("Access-Control-Allow-Origin", allowed.to_owned())
         .with_unique_header("Access-Control-Expose-Headers", EXPOSE_HEADERS);
-    let preflight =
-        request.method() == "OPTIONS" && request.header("Access-Control-Request-Method").is_some();
+    let preflight = request.method() == "OPTIONS" && request.header("Access-Control-Request-Method").is_some();
     if let (true, Some(endpoint)) = (preflight, endpoint) {
         response = response
-            .with_unique_header(
-                "Access-Control-Allow-Methods",
-                endpoint.methods().join(", "),
-            )
+            .with_unique_header("Access-Control-Allow-Methods", endpoint.methods().join(", "))
             .with_unique_header("Access-Control-Allow-Headers", ALLOW_HEADERS)
             .with_unique_header("Access-Control-Max-Age", "600");
     }
@@ -221,27 +202,26 @@ fn cors(
 /// The caller's `X-Request-Id` if it is 1 to 128 of `[A-Za-z0-9._-]`, else a new one.
 fn request_id(request: &Request) -> String {
     let valid = |id: &str| {
-        (1..=128).contains(&id.len())
-            && id
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+        (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
     };
     match request.header("X-Request-Id") {
         Some(id) if valid(id) => id.to_owned(),
-        _ => {
-            static COUNTER: AtomicU64 = AtomicU64::new(0);
-            // RandomState is seeded from the OS; hashing a counter gives unique, unguessable ids.
-            let mut hasher = RandomState::new().build_hasher();
-            hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
-            format!("{:016x}", hasher.finish())
-        }
+        _ => new_request_id(),
     }
+}
+
+/// A fresh request id: 16 hex digits.
+pub fn new_request_id() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // RandomState is seeded from the OS; hashing a counter gives unique, unguessable ids.
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    format!("{:016x}", hasher.finish())
 }
 
 /// A task id: `[1-9][0-9]*` within `i64`; anything else is a 404, as if no such task existed.
 fn task_id(raw: &str) -> Result<i64, ApiError> {
-    let plain = raw.starts_with(|c: char| ('1'..='9').contains(&c))
-        && raw.bytes().all(|b| b.is_ascii_digit());
+    let plain = raw.starts_with(|c: char| ('1'..='9').contains(&c)) && raw.bytes().all(|b| b.is_ascii_digit());
     match plain.then(|| raw.parse::<i64>()) {
         Some(Ok(id)) => Ok(id),
         _ => Err(ApiError::NotFound("Task not found")),
@@ -255,9 +235,7 @@ pub fn percent_decode(raw: &str) -> Option<Vec<u8>> {
     let mut i = 0;
     while i < bytes.len() {
         if bytes[i] == b'%' {
-            let hex = bytes
-                .get(i + 1..i + 3)
-                .filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
+            let hex = bytes.get(i + 1..i + 3).filter(|h| h.iter().all(u8::is_ascii_hexdigit))?;
             out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
             i += 3;
         } else {
@@ -270,10 +248,7 @@ pub fn percent_decode(raw: &str) -> Option<Vec<u8>> {
 
 /// Seconds since the Unix epoch, for token checks.
 fn now() -> f64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0)
 }
 
 /// A JSON response.
@@ -287,17 +262,13 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
 /// Reads a JSON body: `Ok(None)` when there are no body bytes at all.
 /// Checks, in order: size (413), then emptiness, then `Content-Type` (415), then syntax (400).
 pub fn read_json(request: &Request) -> Result<Option<serde_json::Value>, ApiError> {
-    let declared = request
-        .header("Content-Length")
-        .and_then(|v| v.trim().parse::<u64>().ok());
+    let declared = request.header("Content-Length").and_then(|v| v.trim().parse::<u64>().ok());
     if declared.is_some_and(|len| len > BODY_LIMIT as u64) {
         return Err(ApiError::PayloadTooLarge);
     }
     let mut body = Vec::new();
     if let Some(data) = request.data() {
-        data.take(BODY_LIMIT as u64 + 1)
-            .read_to_end(&mut body)
-            .map_err(|_| ApiError::InvalidJson)?;
+        data.take(BODY_LIMIT as u64 + 1).read_to_end(&mut body).map_err(|_| ApiError::InvalidJson)?;
     }
     if body.len() > BODY_LIMIT {
         return Err(ApiError::PayloadTooLarge);
@@ -305,30 +276,18 @@ pub fn read_json(request: &Request) -> Result<Option<serde_json::Value>, ApiErro
     if body.is_empty() {
         return Ok(None);
     }
-    if !request
-        .header("Content-Type")
-        .is_some_and(is_json_media_type)
-    {
+    if !request.header("Content-Type").is_some_and(is_json_media_type) {
         return Err(ApiError::UnsupportedMediaType);
     }
-    serde_json::from_slice(&body)
-        .map(Some)
-        .map_err(|_| ApiError::InvalidJson)
+    serde_json::from_slice(&body).map(Some).map_err(|_| ApiError::InvalidJson)
 }
 
 /// `application/json` or any `type/subtype+json`, parameters allowed.
 fn is_json_media_type(value: &str) -> bool {
-    let essence = value
-        .split(';')
-        .next()
-        .unwrap_or_default()
-        .trim()
-        .to_ascii_lowercase();
+    let essence = value.split(';').next().unwrap_or_default().trim().to_ascii_lowercase();
     match essence.split_once('/') {
         Some((kind, subtype)) => {
-            !kind.is_empty()
-                && (essence == "application/json"
-                    || (subtype.len() > 5 && subtype.ends_with("+json")))
+            !kind.is_empty() && (essence == "application/json" || (subtype.len() > 5 && subtype.ends_with("+json")))
         }
         None => false,
     }
@@ -350,25 +309,13 @@ mod tests {
             ("/api/tasks", Some((Endpoint::Tasks, None, None))),
             ("/api/tasks/", Some((Endpoint::Tasks, None, None))),
             ("/api/tasks/7", Some((Endpoint::Task, None, Some("7")))),
-            (
-                "/api/tasks/tasks",
-                Some((Endpoint::Task, None, Some("tasks"))),
-            ),
-            (
-                "/api/tasks/7/complete",
-                Some((Endpoint::Complete, None, Some("7"))),
-            ),
+            ("/api/tasks/tasks", Some((Endpoint::Task, None, Some("tasks")))),
+            ("/api/tasks/7/complete", Some((Endpoint::Complete, None, Some("7")))),
             ("/api/tasks/7/other", None),
             ("/api/tasks/tasks/7", None),
             ("/api/u1/tasks", Some((Endpoint::Tasks, Some("u1"), None))),
-            (
-                "/api/u%2F1/tasks/9",
-                Some((Endpoint::Task, Some("u%2F1"), Some("9"))),
-            ),
-            (
-                "/api/u1/tasks/9/complete/",
-                Some((Endpoint::Complete, Some("u1"), Some("9"))),
-            ),
+            ("/api/u%2F1/tasks/9", Some((Endpoint::Task, Some("u%2F1"), Some("9")))),
+            ("/api/u1/tasks/9/complete/", Some((Endpoint::Complete, Some("u1"), Some("9")))),
             ("/api/%74asks", None),
             ("/api//tasks", None),
             ("/api", None),
@@ -390,8 +337,7 @@ mod tests {
         let mut documented = Vec::new();
         for (template, operations) in doc["paths"].as_object().unwrap() {
             let path = template.replace("{id}", "1").replace("{user_id}", "u1");
-            let route =
-                resolve(&path).unwrap_or_else(|| panic!("{template} is documented but not routed"));
+            let route = resolve(&path).unwrap_or_else(|| panic!("{template} is documented but not routed"));
             let mut methods: Vec<String> = operations
                 .as_object()
                 .unwrap()
@@ -399,12 +345,7 @@ mod tests {
                 .filter(|k| *k != "parameters")
                 .map(|m| m.to_uppercase())
                 .collect();
-            let mut served: Vec<String> = route
-                .endpoint
-                .methods()
-                .iter()
-                .map(|m| m.to_string())
-                .collect();
+            let mut served: Vec<String> = route.endpoint.methods().iter().map(|m| m.to_string()).collect();
             methods.sort();
             served.sort();
             assert_eq!(methods, served, "{template}");
@@ -412,18 +353,13 @@ mod tests {
         }
         use Endpoint::*;
         let public = [Health, Ready, OpenApi].map(|e| (e, false));
-        let families = [Tasks, Task, Complete]
-            .into_iter()
-            .flat_map(|e| [(e, false), (e, true)]);
+        let families = [Tasks, Task, Complete].into_iter().flat_map(|e| [(e, false), (e, true)]);
         for endpoint in public.into_iter().chain(families) {
             // A new endpoint must be added to the lists above, and then to the document.
             match endpoint.0 {
                 Health | Ready | OpenApi | Tasks | Task | Complete => {}
             }
-            assert!(
-                documented.contains(&endpoint),
-                "{endpoint:?} is routed but not documented"
-            );
+            assert!(documented.contains(&endpoint), "{endpoint:?} is routed but not documented");
         }
         assert_eq!(documented.len(), 9);
     }
@@ -433,41 +369,19 @@ mod tests {
         for ok in ["1", "42", "9223372036854775807"] {
             assert!(task_id(ok).is_ok(), "{ok}");
         }
-        for bad in [
-            "0",
-            "01",
-            "+1",
-            "-1",
-            "1e3",
-            "%31",
-            "9223372036854775808",
-            "",
-            " 1",
-            "1 ",
-            "١",
-        ] {
+        for bad in ["0", "01", "+1", "-1", "1e3", "%31", "9223372036854775808", "", " 1", "1 ", "١"] {
             assert!(task_id(bad).is_err(), "{bad:?}");
         }
     }
 
     #[test]
     fn json_media_types() {
-        for ok in [
-            "application/json",
-            "application/json; charset=utf-8",
-            "APPLICATION/JSON",
-            "application/merge-patch+json",
-        ] {
+        for ok in
+            ["application/json", "application/json; charset=utf-8", "APPLICATION/JSON", "application/merge-patch+json"]
+        {
             assert!(is_json_media_type(ok), "{ok}");
         }
-        for bad in [
-            "text/plain",
-            "application/jsonx",
-            "json",
-            "application/+json",
-            "",
-            "multipart/form-data",
-        ] {
+        for bad in ["text/plain", "application/jsonx", "json", "application/+json", "", "multipart/form-data"] {
             assert!(!is_json_media_type(bad), "{bad}");
         }
     }

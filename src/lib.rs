@@ -56,10 +56,7 @@ impl Running {
             return;
         }
         if !self.guard.stop(DRAIN_TIMEOUT) {
-            log::warn!(
-                "{} connections still open after {DRAIN_TIMEOUT:?}",
-                self.guard.open_connections()
-            );
+            log::warn!("{} connections still open after {DRAIN_TIMEOUT:?}", self.guard.open_connections());
         }
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
@@ -92,18 +89,12 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
         ),
         cors: config.cors.clone(),
     });
-    let listener = TcpListener::bind((config.host.as_str(), config.port)).map_err(|e| {
-        format!(
-            "cannot listen on {}:{} (HOST, PORT): {e}",
-            config.host, config.port
-        )
-    })?;
+    let listener = TcpListener::bind((config.host.as_str(), config.port))
+        .map_err(|e| format!("cannot listen on {}:{} (HOST, PORT): {e}", config.host, config.port))?;
     // rouille listens on loopback only; clients reach it through the guard.
-    let server = rouille::Server::new("127.0.0.1:0", move |request| {
-        http::handle(&app, request, dispatch)
-    })
-    .map_err(|e| format!("cannot listen on loopback: {e}"))?
-    .pool_size(config.workers);
+    let server = rouille::Server::new("127.0.0.1:0", move |request| http::handle(&app, request, dispatch))
+        .map_err(|e| format!("cannot listen on loopback: {e}"))?
+        .pool_size(config.workers);
     let limits = Limits {
         max_connections: config.max_connections,
         idle_timeout: config.idle_timeout,
@@ -126,10 +117,5 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
             server.join();
         })
         .map_err(|e| format!("cannot start the server thread: {e}"))?;
-    Ok(Running {
-        addr,
-        guard,
-        stop,
-        thread: Some(thread),
-    })
+    Ok(Running { addr, guard, stop, thread: Some(thread) })
 }

@@ -22,11 +22,7 @@ fn main() -> ExitCode {
     };
     if std::env::args().nth(1).as_deref() == Some("healthcheck") {
         let healthy = config.local_address().is_some_and(todo_api::health::probe);
-        return if healthy {
-            ExitCode::SUCCESS
-        } else {
-            ExitCode::FAILURE
-        };
+        return if healthy { ExitCode::SUCCESS } else { ExitCode::FAILURE };
     }
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [SIGTERM, SIGINT] {

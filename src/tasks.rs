@@ -64,18 +64,10 @@ impl Title {
         };
         let title = raw.trim();
         if title.chars().any(char::is_control) {
-            return Err(FieldError::new(
-                loc,
-                "must not contain control characters",
-                "control_character",
-            ));
+            return Err(FieldError::new(loc, "must not contain control characters", "control_character"));
         }
         if !(1..=TITLE_MAX).contains(&title.chars().count()) {
-            return Err(FieldError::new(
-                loc,
-                "must be 1 to 200 characters",
-                "string_length",
-            ));
+            return Err(FieldError::new(loc, "must be 1 to 200 characters", "string_length"));
         }
         Ok(Title(title.to_owned()))
     }
@@ -92,37 +84,22 @@ impl Description {
         match value {
             Value::Null => Ok(Description(None)),
             Value::String(text) => {
-                free_text(text, DESCRIPTION_MAX)
-                    .map_err(|(msg, kind)| FieldError::new(loc, msg, kind))?;
+                free_text(text, DESCRIPTION_MAX).map_err(|(msg, kind)| FieldError::new(loc, msg, kind))?;
                 Ok(Description(Some(text.clone())))
             }
-            _ => Err(FieldError::new(
-                loc,
-                "must be a string or null",
-                "string_type",
-            )),
+            _ => Err(FieldError::new(loc, "must be a string or null", "string_type")),
         }
     }
 }
 
 /// The rule for description and `q`: a length bound, and no Cc character but `\n`, `\r`, `\t`.
 fn free_text(text: &str, max: usize) -> Result<(), (&'static str, &'static str)> {
-    if text
-        .chars()
-        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
-    {
-        return Err((
-            "must not contain control characters other than \\n, \\r and \\t",
-            "control_character",
-        ));
+    if text.chars().any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t')) {
+        return Err(("must not contain control characters other than \\n, \\r and \\t", "control_character"));
     }
     if text.chars().count() > max {
         return Err((
-            if max == DESCRIPTION_MAX {
-                "must be at most 1000 characters"
-            } else {
-                "is too long"
-            },
+            if max == DESCRIPTION_MAX { "must be at most 1000 characters" } else { "is too long" },
             "string_length",
         ));
     }
@@ -148,32 +125,15 @@ pub fn fields(body: &Value, title_required: bool) -> Result<Fields, ApiError> {
     let object = as_object(body)?;
     let mut errors = Vec::new();
     let title = match object.get("title") {
-        None if title_required => keep(
-            &mut errors,
-            Err::<Title, _>(FieldError::new(
-                vec!["body", "title"],
-                "is required",
-                "missing",
-            )),
-        ),
+        None if title_required => {
+            keep(&mut errors, Err::<Title, _>(FieldError::new(vec!["body", "title"], "is required", "missing")))
+        }
         None => None,
         Some(value) => keep(&mut errors, Title::parse(value)),
     };
-    let description = object
-        .get("description")
-        .and_then(|v| keep(&mut errors, Description::parse(v)));
-    let completed = object
-        .get("completed")
-        .and_then(|v| keep(&mut errors, completed(v)));
-    if errors.is_empty() {
-        Ok(Fields {
-            title,
-            description,
-            completed,
-        })
-    } else {
-        Err(ApiError::Validation(errors))
-    }
+    let description = object.get("description").and_then(|v| keep(&mut errors, Description::parse(v)));
+    let completed = object.get("completed").and_then(|v| keep(&mut errors, completed(v)));
+    if errors.is_empty() { Ok(Fields { title, description, completed }) } else { Err(ApiError::Validation(errors)) }
 }
 
 /// The value of a field that passed, or `None` with its error kept.
@@ -182,18 +142,12 @@ fn keep<T>(errors: &mut Vec<FieldError>, result: Result<T, FieldError>) -> Optio
 }
 
 fn completed(value: &Value) -> Result<bool, FieldError> {
-    value
-        .as_bool()
-        .ok_or_else(|| FieldError::new(vec!["body", "completed"], "must be a boolean", "bool_type"))
+    value.as_bool().ok_or_else(|| FieldError::new(vec!["body", "completed"], "must be a boolean", "bool_type"))
 }
 
 fn as_object(body: &Value) -> Result<&Map<String, Value>, ApiError> {
     body.as_object().ok_or_else(|| {
-        ApiError::Validation(vec![FieldError::new(
-            vec!["body"],
-            "must be a JSON object",
-            "object_type",
-        )])
+        ApiError::Validation(vec![FieldError::new(vec!["body"], "must be a JSON object", "object_type")])
     })
 }
 
@@ -203,49 +157,29 @@ fn required_body(request: &Request) -> Result<Value, ApiError> {
 }
 
 /// Runs one task statement and maps its row, if any.
-fn task(
-    app: &App,
-    sql: Sql,
-    params: &[(&(dyn ToSql + Sync), Type)],
-) -> Result<Option<Task>, ApiError> {
+fn task(app: &App, sql: Sql, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Option<Task>, ApiError> {
     let mut client = app.pool.get()?;
     let row = client.query_typed_opt(sql.text, params)?;
     Ok(row.as_ref().map(Task::from_row).transpose()?)
 }
 
-pub fn create(
-    app: &App,
-    user: &UserId,
-    request: &Request,
-    route: &Route,
-) -> Result<Response, ApiError> {
+pub fn create(app: &App, user: &UserId, request: &Request, route: &Route) -> Result<Response, ApiError> {
     let fields = fields(&required_body(request)?, true)?;
     let (Some(Title(title)), description) = (fields.title, fields.description) else {
-        return Err(ApiError::Internal(
-            "validated create body has no title".to_owned(),
-        ));
+        return Err(ApiError::Internal("validated create body has no title".to_owned()));
     };
     let description = description.and_then(|Description(d)| d);
     let completed = fields.completed.unwrap_or(false);
-    let params: [(&(dyn ToSql + Sync), Type); 4] = [
-        (&user.as_str(), Type::TEXT),
-        (&title, Type::TEXT),
-        (&description, Type::TEXT),
-        (&completed, Type::BOOL),
-    ];
-    let task = task(app, db::INSERT_TASK, &params)?
-        .ok_or_else(|| ApiError::Internal("insert returned no row".to_owned()))?;
+    let params: [(&(dyn ToSql + Sync), Type); 4] =
+        [(&user.as_str(), Type::TEXT), (&title, Type::TEXT), (&description, Type::TEXT), (&completed, Type::BOOL)];
+    let task =
+        task(app, db::INSERT_TASK, &params)?.ok_or_else(|| ApiError::Internal("insert returned no row".to_owned()))?;
     let location = format!("{}/{}", route.collection(), task.id);
     Ok(json(201, &task).with_unique_header("Location", location))
 }
 
 pub fn get(app: &App, user: &UserId, id: i64) -> Result<Response, ApiError> {
-    let task = task(
-        app,
-        db::GET_TASK,
-        &[(&id, Type::INT8), (&user.as_str(), Type::TEXT)],
-    )?
-    .ok_or(NOT_FOUND)?;
+    let task = task(app, db::GET_TASK, &[(&id, Type::INT8), (&user.as_str(), Type::TEXT)])?.ok_or(NOT_FOUND)?;
     Ok(json(200, &task))
 }
 
@@ -281,12 +215,7 @@ fn apply(app: &App, user: &UserId, id: i64, fields: Fields) -> Result<Response, 
 }
 
 /// `PATCH .../complete`: no body or `{}` toggles; `{"completed": bool}` sets.
-pub fn complete(
-    app: &App,
-    user: &UserId,
-    request: &Request,
-    id: i64,
-) -> Result<Response, ApiError> {
+pub fn complete(app: &App, user: &UserId, request: &Request, id: i64) -> Result<Response, ApiError> {
     let set = match read_json(request)? {
         None => None,
         Some(body) => match as_object(&body)?.get("completed") {
@@ -294,22 +223,16 @@ pub fn complete(
             Some(value) => Some(completed(value).map_err(|e| ApiError::Validation(vec![e]))?),
         },
     };
-    let params: [(&(dyn ToSql + Sync), Type); 3] = [
-        (&id, Type::INT8),
-        (&user.as_str(), Type::TEXT),
-        (&set, Type::BOOL),
-    ];
+    let params: [(&(dyn ToSql + Sync), Type); 3] =
+        [(&id, Type::INT8), (&user.as_str(), Type::TEXT), (&set, Type::BOOL)];
     let task = task(app, db::COMPLETE_TASK, &params)?.ok_or(NOT_FOUND)?;
     Ok(json(200, &task))
 }
 
 pub fn delete(app: &App, user: &UserId, id: i64) -> Result<Response, ApiError> {
     let mut client = app.pool.get()?;
-    let params: [(&(dyn ToSql + Sync), Type); 2] =
-        [(&id, Type::INT8), (&user.as_str(), Type::TEXT)];
-    client
-        .query_typed_opt(db::DELETE_TASK.text, &params)?
-        .ok_or(NOT_FOUND)?;
+    let params: [(&(dyn ToSql + Sync), Type); 2] = [(&id, Type::INT8), (&user.as_str(), Type::TEXT)];
+    client.query_typed_opt(db::DELETE_TASK.text, &params)?.ok_or(NOT_FOUND)?;
     Ok(Response::empty_204())
 }
 
@@ -334,23 +257,14 @@ impl ListQuery {
         let mut errors = Vec::new();
         for pair in raw.split('&').filter(|p| !p.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |text: &str| {
-                percent_decode(&text.replace('+', " ")).and_then(|v| String::from_utf8(v).ok())
-            };
-            let Some(index) = decode(name).and_then(|name| NAMES.iter().position(|n| *n == name))
-            else {
+            let decode = |text: &str| percent_decode(&text.replace('+', " ")).and_then(|v| String::from_utf8(v).ok());
+            let Some(index) = decode(name).and_then(|name| NAMES.iter().position(|n| *n == name)) else {
                 continue;
             };
             let loc = vec!["query", NAMES[index]];
             match (decode(value), &values[index]) {
-                (_, Some(_)) => {
-                    errors.push(FieldError::new(loc, "must not be repeated", "repeated"))
-                }
-                (None, None) => errors.push(FieldError::new(
-                    loc,
-                    "is not valid percent-encoded UTF-8",
-                    "encoding",
-                )),
+                (_, Some(_)) => errors.push(FieldError::new(loc, "must not be repeated", "repeated")),
+                (None, None) => errors.push(FieldError::new(loc, "is not valid percent-encoded UTF-8", "encoding")),
                 (Some(v), None) if v.is_empty() && index != 3 => {
                     errors.push(FieldError::new(loc, "must not be empty", "missing"))
                 }
@@ -369,11 +283,8 @@ impl ListQuery {
             }
         }
         let [status, sort, order, q, limit, offset] = values;
-        let mut pick = |index: usize,
-                        value: Option<String>,
-                        allowed: &[&'static str],
-                        default: &'static str| {
-            match value {
+        let mut pick =
+            |index: usize, value: Option<String>, allowed: &[&'static str], default: &'static str| match value {
                 None => Some(default),
                 Some(v) => allowed.iter().copied().find(|a| *a == v).or_else(|| {
                     let msg = match index {
@@ -384,8 +295,7 @@ impl ListQuery {
                     errors.push(FieldError::new(vec!["query", NAMES[index]], msg, "enum"));
                     None
                 }),
-            }
-        };
+            };
         let status = pick(0, status, &["all", "pending", "completed"], "all");
         let sort = pick(1, sort, &["created", "updated", "title"], "created");
         let default_order = if sort == Some("title") { "asc" } else { "desc" };
@@ -394,41 +304,29 @@ impl ListQuery {
         if let Some(Err((msg, kind))) = q.as_deref().map(|q| free_text(q, QUERY_MAX)) {
             errors.push(FieldError::new(vec!["query", "q"], msg, kind));
         }
-        let mut integer =
-            |name: &'static str, value: Option<String>, min: i64, max: i64, default: i64| {
-                match value {
-                    None => Some(default),
-                    Some(v) => v
-                        .bytes()
-                        .all(|b| b.is_ascii_digit())
-                        .then(|| v.parse::<i64>().ok())
-                        .flatten()
-                        .filter(|n| (min..=max).contains(n))
-                        .or_else(|| {
-                            let msg = if name == "limit" {
-                                "must be an integer from 1 to 1000"
-                            } else {
-                                "must be an integer of 0 or more"
-                            };
-                            errors.push(FieldError::new(vec!["query", name], msg, "integer_range"));
-                            None
-                        }),
-                }
-            };
+        let mut integer = |name: &'static str, value: Option<String>, min: i64, max: i64, default: i64| match value {
+            None => Some(default),
+            Some(v) => v
+                .bytes()
+                .all(|b| b.is_ascii_digit())
+                .then(|| v.parse::<i64>().ok())
+                .flatten()
+                .filter(|n| (min..=max).contains(n))
+                .or_else(|| {
+                    let msg = if name == "limit" {
+                        "must be an integer from 1 to 1000"
+                    } else {
+                        "must be an integer of 0 or more"
+                    };
+                    errors.push(FieldError::new(vec!["query", name], msg, "integer_range"));
+                    None
+                }),
+        };
         let limit = integer("limit", limit, 1, LIMIT_MAX, LIMIT_DEFAULT);
         let offset = integer("offset", offset, 0, i64::MAX, 0);
         match (status, sort, order, limit, offset) {
-            (Some(status), Some(sort), Some(order), Some(limit), Some(offset))
-                if errors.is_empty() =>
-            {
-                Ok(ListQuery {
-                    status,
-                    sort,
-                    order,
-                    q,
-                    limit,
-                    offset,
-                })
+            (Some(status), Some(sort), Some(order), Some(limit), Some(offset)) if errors.is_empty() => {
+                Ok(ListQuery { status, sort, order, q, limit, offset })
             }
             _ => Err(ApiError::Validation(errors)),
         }
@@ -436,10 +334,7 @@ impl ListQuery {
 
     /// This query at another offset, as a relative URL under `path`.
     fn link(&self, path: &str, offset: i64) -> String {
-        let mut url = format!(
-            "{path}?status={}&sort={}&order={}",
-            self.status, self.sort, self.order
-        );
+        let mut url = format!("{path}?status={}&sort={}&order={}", self.status, self.sort, self.order);
         if let Some(q) = &self.q {
             url.push_str("&q=");
             for b in q.bytes() {
@@ -455,12 +350,7 @@ impl ListQuery {
     }
 }
 
-pub fn list(
-    app: &App,
-    user: &UserId,
-    request: &Request,
-    route: &Route,
-) -> Result<Response, ApiError> {
+pub fn list(app: &App, user: &UserId, request: &Request, route: &Route) -> Result<Response, ApiError> {
     let query = ListQuery::parse(request.raw_query_string())?;
     let completed = match query.status {
         "completed" => Some(true),
@@ -487,32 +377,19 @@ pub fn list(
         None => client
             .query_typed_one(
                 db::COUNT_TASKS.text,
-                &[
-                    (&user.as_str(), Type::TEXT),
-                    (&completed, Type::BOOL),
-                    (&query.q, Type::TEXT),
-                ],
+                &[(&user.as_str(), Type::TEXT), (&completed, Type::BOOL), (&query.q, Type::TEXT)],
             )?
             .try_get(0)?,
     };
     drop(client);
-    let tasks = rows
-        .iter()
-        .map(Task::from_row)
-        .collect::<Result<Vec<_>, _>>()?;
+    let tasks = rows.iter().map(Task::from_row).collect::<Result<Vec<_>, _>>()?;
     let mut links = Vec::new();
     if query.offset.saturating_add(query.limit) < total {
-        links.push(format!(
-            "<{}>; rel=\"next\"",
-            query.link(route.path, query.offset + query.limit)
-        ));
+        links.push(format!("<{}>; rel=\"next\"", query.link(route.path, query.offset + query.limit)));
     }
     if query.offset > 0 {
         let previous = query.offset.saturating_sub(query.limit).max(0);
-        links.push(format!(
-            "<{}>; rel=\"prev\"",
-            query.link(route.path, previous)
-        ));
+        links.push(format!("<{}>; rel=\"prev\"", query.link(route.path, previous)));
     }
     let mut response = json(200, &tasks).with_unique_header("X-Total-Count", total.to_string());
     if !links.is_empty() {
@@ -528,9 +405,7 @@ mod tests {
 
     fn kinds(result: Result<Fields, ApiError>) -> Vec<(Vec<&'static str>, &'static str)> {
         match result {
-            Err(ApiError::Validation(errors)) => {
-                errors.into_iter().map(|e| (e.loc, e.kind)).collect()
-            }
+            Err(ApiError::Validation(errors)) => errors.into_iter().map(|e| (e.loc, e.kind)).collect(),
             other => panic!("expected a validation error, got {other:?}"),
         }
     }
@@ -538,18 +413,8 @@ mod tests {
     #[test]
     fn titles_are_trimmed_then_checked() {
         assert_eq!(Title::parse(&json!("\tBuy\t")).unwrap().0, "Buy");
-        assert_eq!(
-            Title::parse(&json!("\u{3000} Buy \u{a0}")).unwrap().0,
-            "Buy"
-        );
-        assert_eq!(
-            Title::parse(&json!("é".repeat(200)))
-                .unwrap()
-                .0
-                .chars()
-                .count(),
-            200
-        );
+        assert_eq!(Title::parse(&json!("\u{3000} Buy \u{a0}")).unwrap().0, "Buy");
+        assert_eq!(Title::parse(&json!("é".repeat(200))).unwrap().0.chars().count(), 200);
         let cases = [
             (json!(""), "string_length"),
             (json!("   "), "string_length"),
@@ -562,27 +427,14 @@ mod tests {
             (json!(["a"]), "string_type"),
         ];
         for (value, kind) in cases {
-            assert_eq!(
-                Title::parse(&value).unwrap_err().kind,
-                kind,
-                "title {value}"
-            );
+            assert_eq!(Title::parse(&value).unwrap_err().kind, kind, "title {value}");
         }
     }
 
     #[test]
     fn descriptions_keep_newlines_and_tabs_but_no_other_control_characters() {
-        assert_eq!(
-            Description::parse(&json!(" a\n\tb\r "))
-                .unwrap()
-                .0
-                .as_deref(),
-            Some(" a\n\tb\r ")
-        );
-        assert_eq!(
-            Description::parse(&json!("")).unwrap().0.as_deref(),
-            Some("")
-        );
+        assert_eq!(Description::parse(&json!(" a\n\tb\r ")).unwrap().0.as_deref(), Some(" a\n\tb\r "));
+        assert_eq!(Description::parse(&json!("")).unwrap().0.as_deref(), Some(""));
         assert_eq!(Description::parse(&json!(null)).unwrap().0, None);
         assert!(Description::parse(&json!("x".repeat(1000))).is_ok());
         for (value, kind) in [
@@ -592,11 +444,7 @@ mod tests {
             (json!(1), "string_type"),
             (json!(false), "string_type"),
         ] {
-            assert_eq!(
-                Description::parse(&value).unwrap_err().kind,
-                kind,
-                "description {value}"
-            );
+            assert_eq!(Description::parse(&value).unwrap_err().kind, kind, "description {value}");
         }
     }
 
@@ -611,38 +459,19 @@ mod tests {
                 (vec!["body", "completed"], "bool_type")
             ]
         );
-        assert_eq!(
-            kinds(fields(&json!({}), true)),
-            vec![(vec!["body", "title"], "missing")]
-        );
-        assert_eq!(
-            kinds(fields(&json!([]), false)),
-            vec![(vec!["body"], "object_type")]
-        );
-        assert_eq!(
-            kinds(fields(&json!({"completed": null}), false)),
-            vec![(vec!["body", "completed"], "bool_type")]
-        );
-        assert!(
-            fields(&json!({"id": 5, "user_id": "x", "other": 1}), false)
-                .unwrap()
-                .is_empty()
-        );
+        assert_eq!(kinds(fields(&json!({}), true)), vec![(vec!["body", "title"], "missing")]);
+        assert_eq!(kinds(fields(&json!([]), false)), vec![(vec!["body"], "object_type")]);
+        assert_eq!(kinds(fields(&json!({"completed": null}), false)), vec![(vec!["body", "completed"], "bool_type")]);
+        assert!(fields(&json!({"id": 5, "user_id": "x", "other": 1}), false).unwrap().is_empty());
     }
 
     #[test]
     fn list_query_defaults_and_rules() {
         let q = ListQuery::parse("").unwrap();
-        assert_eq!(
-            (q.status, q.sort, q.order, q.limit, q.offset, q.q),
-            ("all", "created", "desc", 100, 0, None)
-        );
+        assert_eq!((q.status, q.sort, q.order, q.limit, q.offset, q.q), ("all", "created", "desc", 100, 0, None));
         assert_eq!(ListQuery::parse("sort=title").unwrap().order, "asc");
         assert_eq!(ListQuery::parse("q=&Status=bogus&x=1").unwrap().q, None);
-        assert_eq!(
-            ListQuery::parse("q=a+b%25_").unwrap().q.as_deref(),
-            Some("a b%_")
-        );
+        assert_eq!(ListQuery::parse("q=a+b%25_").unwrap().q.as_deref(), Some("a b%_"));
         let bad = [
             "status=",
             "status=ALL",
@@ -660,10 +489,7 @@ mod tests {
             "offset=99999999999999999999",
         ];
         for raw in bad {
-            assert!(
-                matches!(ListQuery::parse(raw), Err(ApiError::Validation(_))),
-                "{raw}"
-            );
+            assert!(matches!(ListQuery::parse(raw), Err(ApiError::Validation(_))), "{raw}");
         }
         let count = |raw: &str| match ListQuery::parse(raw) {
             Err(ApiError::Validation(errors)) => errors.len(),
@@ -673,11 +499,7 @@ mod tests {
         assert_eq!(count("status="), 1, "an empty value is reported once");
         assert_eq!(count("limit=&offset="), 2);
         assert_eq!(count("status=done&status=all"), 1, "one error a parameter");
-        assert_eq!(
-            ListQuery::parse("sta%74us=completed").unwrap().status,
-            "completed",
-            "names are decoded"
-        );
+        assert_eq!(ListQuery::parse("sta%74us=completed").unwrap().status, "completed", "names are decoded");
     }
 
     #[test]

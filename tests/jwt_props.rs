@@ -28,9 +28,7 @@ fn b64(bytes: impl AsRef<[u8]>) -> String {
 
 fn sign(header_json: &str, payload_json: &str, key: &[u8]) -> String {
     let input = format!("{}.{}", b64(header_json), b64(payload_json));
-    let mac = Hmac::<Sha256>::new_from_slice(key)
-        .unwrap()
-        .chain_update(&input);
+    let mac = Hmac::<Sha256>::new_from_slice(key).unwrap().chain_update(&input);
     format!("{input}.{}", b64(mac.finalize().into_bytes()))
 }
 
@@ -40,17 +38,14 @@ fn json_value() -> impl Strategy<Value = Value> {
         Just(Value::Null),
         any::<bool>().prop_map(Value::from),
         any::<i64>().prop_map(Value::from),
-        any::<f64>()
-            .prop_filter("finite", |x| x.is_finite())
-            .prop_map(Value::from),
+        any::<f64>().prop_filter("finite", |x| x.is_finite()).prop_map(Value::from),
         (0.0..4e9f64).prop_map(Value::from),
         ".{0,12}".prop_map(Value::from),
     ];
     leaf.prop_recursive(3, 24, 4, |inner| {
         prop_oneof![
             prop::collection::vec(inner.clone(), 0..4).prop_map(Value::from),
-            prop::collection::btree_map(".{0,6}", inner, 0..4)
-                .prop_map(|map| Value::Object(map.into_iter().collect())),
+            prop::collection::btree_map(".{0,6}", inner, 0..4).prop_map(|map| Value::Object(map.into_iter().collect())),
         ]
     })
 }
@@ -58,10 +53,8 @@ fn json_value() -> impl Strategy<Value = Value> {
 /// A JSON object whose keys are often the ones the verifier reads.
 fn json_object() -> impl Strategy<Value = Map<String, Value>> {
     let key = prop_oneof![
-        prop::sample::select(vec![
-            "alg", "crit", "typ", "sub", "user_id", "id", "exp", "nbf", "iat", "iss", "aud",
-        ])
-        .prop_map(String::from),
+        prop::sample::select(vec!["alg", "crit", "typ", "sub", "user_id", "id", "exp", "nbf", "iat", "iss", "aud",])
+            .prop_map(String::from),
         ".{0,8}",
     ];
     prop::collection::btree_map(key, json_value(), 0..8).prop_map(|map| map.into_iter().collect())
@@ -72,8 +65,7 @@ fn valid_claims() -> impl Strategy<Value = (String, String)> {
     ("[a-zA-Z0-9_é東-]{1,40}", 1u64..1_000_000, json_object()).prop_map(|(sub, ttl, noise)| {
         let mut claims = Map::new();
         for (key, value) in noise {
-            if !["sub", "user_id", "id", "exp", "nbf", "iat", "iss", "aud"].contains(&key.as_str())
-            {
+            if !["sub", "user_id", "id", "exp", "nbf", "iat", "iss", "aud"].contains(&key.as_str()) {
                 claims.insert(key, value);
             }
         }
@@ -85,10 +77,7 @@ fn valid_claims() -> impl Strategy<Value = (String, String)> {
 
 /// The user id the verifier should take from `claims`, if it accepts them.
 fn expected_user(claims: &Map<String, Value>) -> Option<&str> {
-    ["sub", "user_id", "id"]
-        .iter()
-        .find_map(|name| claims.get(*name))?
-        .as_str()
+    ["sub", "user_id", "id"].iter().find_map(|name| claims.get(*name))?.as_str()
 }
 
 proptest! {
@@ -223,11 +212,7 @@ fn every_single_character_substitution_is_rejected() {
             let mut bytes = token.clone().into_bytes();
             bytes[i] = c;
             let mutated = String::from_utf8(bytes).unwrap();
-            assert!(
-                v.verify(&mutated, NOW).is_err(),
-                "{:?} at {i} accepted",
-                char::from(c)
-            );
+            assert!(v.verify(&mutated, NOW).is_err(), "{:?} at {i} accepted", char::from(c));
         }
     }
 }

@@ -23,37 +23,27 @@ pub const PREVIOUS_SECRET: &str = "previous-secret-0123456789abcdef012345";
 
 /// The superuser URL of the test server (scripts/test.sh sets PG_URL).
 pub fn admin_url() -> String {
-    std::env::var("PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("PG_URL").unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
 }
 
 pub fn url_of(database: &str) -> String {
     let admin = admin_url();
-    let base = admin
-        .rsplit_once('/')
-        .map_or(admin.as_str(), |(base, _)| base);
+    let base = admin.rsplit_once('/').map_or(admin.as_str(), |(base, _)| base);
     format!("{base}/{database}")
 }
 
 pub fn admin() -> postgres::Client {
-    postgres::Client::connect(&admin_url(), NoTls)
-        .expect("the test PostgreSQL server is reachable (scripts/test.sh)")
+    postgres::Client::connect(&admin_url(), NoTls).expect("the test PostgreSQL server is reachable (scripts/test.sh)")
 }
 
 /// Drops databases left by test processes that no longer run.
 fn sweep_leftovers(client: &mut postgres::Client) {
-    let rows = client
-        .query(
-            "SELECT datname FROM pg_database WHERE datname ~ '^todo_(tpl|test)_[0-9]+_'",
-            &[],
-        )
-        .unwrap();
+    let rows = client.query("SELECT datname FROM pg_database WHERE datname ~ '^todo_(tpl|test)_[0-9]+_'", &[]).unwrap();
     for row in rows {
         let name: String = row.get(0);
         let pid = name.split('_').nth(2).unwrap_or_default();
         if !std::path::Path::new(&format!("/proc/{pid}")).exists() {
-            let _ =
-                client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
+            let _ = client.batch_execute(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"));
         }
     }
 }
@@ -65,9 +55,7 @@ fn template() -> &'static str {
         let mut client = admin();
         sweep_leftovers(&mut client);
         let name = format!("todo_tpl_{}_0", std::process::id());
-        client
-            .batch_execute(&format!("CREATE DATABASE \"{name}\""))
-            .unwrap();
+        client.batch_execute(&format!("CREATE DATABASE \"{name}\"")).unwrap();
         let mut db = postgres::Client::connect(&url_of(&name), NoTls).unwrap();
         todo_api::db::migrate(&mut db).unwrap();
         name
@@ -84,17 +72,9 @@ impl TestDb {
         static LOCK: Mutex<()> = Mutex::new(());
         static NEXT: AtomicU32 = AtomicU32::new(1);
         let template = template();
-        let name = format!(
-            "todo_test_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::SeqCst)
-        );
+        let name = format!("todo_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
-        admin()
-            .batch_execute(&format!(
-                "CREATE DATABASE \"{name}\" TEMPLATE \"{template}\""
-            ))
-            .unwrap();
+        admin().batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).unwrap();
         TestDb { name }
     }
 
@@ -109,10 +89,7 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        let _ = admin().batch_execute(&format!(
-            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
-            self.name
-        ));
+        let _ = admin().batch_execute(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
     }
 }
 
@@ -146,10 +123,7 @@ impl Drop for TestApp {
 /// the app reaches the database through that server (a pooler) and migrates directly.
 pub fn base_env(database_url: &str) -> HashMap<String, String> {
     let through = std::env::var("PG_APP_URL").ok().map(|base| {
-        let base = base
-            .rsplit_once('/')
-            .map_or(base.as_str(), |(b, _)| b)
-            .to_owned();
+        let base = base.rsplit_once('/').map_or(base.as_str(), |(b, _)| b).to_owned();
         let name = database_url.rsplit('/').next().unwrap_or_default();
         format!("{base}/{name}")
     });
@@ -189,26 +163,17 @@ pub fn spawn_app_with(overrides: &[(&str, &str)], dispatch: Dispatch) -> TestApp
         }
     }
     if overrides.iter().any(|(k, _)| *k == "DATABASE_URL")
-        && !overrides
-            .iter()
-            .any(|(k, _)| *k == "DATABASE_MIGRATION_URL")
+        && !overrides.iter().any(|(k, _)| *k == "DATABASE_MIGRATION_URL")
     {
         let url = vars["DATABASE_URL"].clone();
         vars.insert("DATABASE_MIGRATION_URL".to_owned(), url);
     }
     let running = todo_api::start(&config(&vars), dispatch).unwrap();
-    TestApp {
-        addr: running.addr,
-        db,
-        running: Some(running),
-    }
+    TestApp { addr: running.addr, db, running: Some(running) }
 }
 
 pub fn now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 /// An HS256 token over any claims.
@@ -223,10 +188,7 @@ pub fn sign(claims: &Value, secret: &str) -> String {
 
 /// A valid token for `user`, good for an hour.
 pub fn token(user: &str) -> String {
-    sign(
-        &serde_json::json!({"sub": user, "exp": now() + 3600, "iat": now()}),
-        SECRET,
-    )
+    sign(&serde_json::json!({"sub": user, "exp": now() + 3600, "iat": now()}), SECRET)
 }
 
 /// An HTTP response as read off the socket.
@@ -239,46 +201,26 @@ pub struct Reply {
 
 impl Reply {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     pub fn headers_named(&self, name: &str) -> Vec<&str> {
-        self.headers
-            .iter()
-            .filter(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
-            .collect()
+        self.headers.iter().filter(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str()).collect()
     }
 
     pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "body is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {:?}", String::from_utf8_lossy(&self.body)))
     }
 
     /// Asserts the status and the contract's error body; returns the body.
     pub fn error(&self, status: u16, code: &str) -> Value {
-        assert_eq!(
-            self.status,
-            status,
-            "status; body: {}",
-            String::from_utf8_lossy(&self.body)
-        );
+        assert_eq!(self.status, status, "status; body: {}", String::from_utf8_lossy(&self.body));
         assert_eq!(self.header("Content-Type"), Some("application/json"));
         let body = self.json();
         assert_eq!(body["code"], code, "{body}");
         assert!(body["detail"].is_string(), "{body}");
-        assert_eq!(
-            body["request_id"].as_str(),
-            self.header("X-Request-Id"),
-            "{body}"
-        );
+        assert_eq!(body["request_id"].as_str(), self.header("X-Request-Id"), "{body}");
         body
     }
 }
@@ -286,9 +228,7 @@ impl Reply {
 /// Sends raw bytes, reads the whole response (the request should ask to close).
 pub fn raw(addr: SocketAddr, request: &[u8]) -> Reply {
     let mut stream = TcpStream::connect(addr).unwrap();
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     stream.write_all(request).unwrap();
     let mut bytes = Vec::new();
     let _ = stream.read_to_end(&mut bytes); // a reset after the response is fine
@@ -302,37 +242,21 @@ pub fn parse_reply(bytes: &[u8]) -> Reply {
         .unwrap_or_else(|| panic!("no complete response: {:?}", String::from_utf8_lossy(bytes)));
     let head = String::from_utf8_lossy(&bytes[..split]).into_owned();
     let mut lines = head.split("\r\n");
-    let status = lines
-        .next()
-        .unwrap()
-        .split(' ')
-        .nth(1)
-        .unwrap()
-        .parse()
-        .unwrap();
-    let headers: Vec<(String, String)> = lines
-        .filter_map(|l| l.split_once(':'))
-        .map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned()))
-        .collect();
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers: Vec<(String, String)> =
+        lines.filter_map(|l| l.split_once(':')).map(|(k, v)| (k.trim().to_owned(), v.trim().to_owned())).collect();
     let mut body = bytes[split + 4..].to_vec();
-    let chunked = headers
-        .iter()
-        .any(|(k, v)| k.eq_ignore_ascii_case("Transfer-Encoding") && v.contains("chunked"));
+    let chunked = headers.iter().any(|(k, v)| k.eq_ignore_ascii_case("Transfer-Encoding") && v.contains("chunked"));
     if chunked {
         body = dechunk(&body);
     }
-    Reply {
-        status,
-        headers,
-        body,
-    }
+    Reply { status, headers, body }
 }
 
 fn dechunk(mut data: &[u8]) -> Vec<u8> {
     let mut out = Vec::new();
     while let Some(end) = data.windows(2).position(|w| w == b"\r\n") {
-        let size =
-            usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap().trim(), 16).unwrap();
+        let size = usize::from_str_radix(std::str::from_utf8(&data[..end]).unwrap().trim(), 16).unwrap();
         if size == 0 {
             break;
         }
@@ -353,13 +277,7 @@ pub struct Call<'a> {
 
 impl TestApp {
     pub fn call<'a>(&'a self, method: &'a str, path: &str) -> Call<'a> {
-        Call {
-            app: self,
-            method,
-            path: path.to_owned(),
-            headers: Vec::new(),
-            body: None,
-        }
+        Call { app: self, method, path: path.to_owned(), headers: Vec::new(), body: None }
     }
 
     pub fn get(&self, path: &str, user: &str) -> Reply {
@@ -372,18 +290,8 @@ impl TestApp {
 
     /// Creates a task for `user`; returns it.
     pub fn create(&self, user: &str, title: &str) -> Value {
-        let reply = self.send_json(
-            "POST",
-            "/api/tasks",
-            user,
-            serde_json::json!({"title": title}),
-        );
-        assert_eq!(
-            reply.status,
-            201,
-            "{:?}",
-            String::from_utf8_lossy(&reply.body)
-        );
+        let reply = self.send_json("POST", "/api/tasks", user, serde_json::json!({"title": title}));
+        assert_eq!(reply.status, 201, "{:?}", String::from_utf8_lossy(&reply.body));
         reply.json()
     }
 }
@@ -400,8 +308,7 @@ impl Call<'_> {
     }
 
     pub fn json(self, body: &Value) -> Self {
-        self.header("Content-Type", "application/json")
-            .body(body.to_string().as_bytes())
+        self.header("Content-Type", "application/json").body(body.to_string().as_bytes())
     }
 
     pub fn body(mut self, body: &[u8]) -> Self {
@@ -410,10 +317,7 @@ impl Call<'_> {
     }
 
     pub fn send(self) -> Reply {
-        let mut request = format!(
-            "{} {} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n",
-            self.method, self.path
-        );
+        let mut request = format!("{} {} HTTP/1.1\r\nHost: test\r\nConnection: close\r\n", self.method, self.path);
         for (name, value) in &self.headers {
             request.push_str(&format!("{name}: {value}\r\n"));
         }
@@ -438,28 +342,15 @@ pub struct Cluster {
 
 fn pg_sh(command: &str) -> String {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/scripts/pg.sh");
-    let output = std::process::Command::new("bash")
-        .arg("-c")
-        .arg(format!(". {script} && {command}"))
-        .output()
-        .unwrap();
-    assert!(
-        output.status.success(),
-        "{command}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = std::process::Command::new("bash").arg("-c").arg(format!(". {script} && {command}")).output().unwrap();
+    assert!(output.status.success(), "{command}: {}", String::from_utf8_lossy(&output.stderr));
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
-        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
-            .join(format!("pg-{}-{port}", std::process::id()));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("pg-{}-{port}", std::process::id()));
         let data = pg_sh(&format!("start_cluster {} {port}", dir.display()));
         Cluster { port, dir, data }
     }
@@ -473,11 +364,7 @@ impl Cluster {
     }
 
     pub fn restart(&self) {
-        pg_sh(&format!(
-            "start_cluster {} {}",
-            self.dir.display(),
-            self.port
-        ));
+        pg_sh(&format!("start_cluster {} {}", self.dir.display(), self.port));
     }
 }
 
@@ -485,11 +372,7 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
-        let _ = std::fs::remove_dir_all(
-            std::path::Path::new(&self.data)
-                .parent()
-                .unwrap_or(&self.dir),
-        );
+        let _ = std::fs::remove_dir_all(std::path::Path::new(&self.data).parent().unwrap_or(&self.dir));
     }
 }
 
@@ -516,29 +399,20 @@ impl Process {
         let (tx, rx) = std::sync::mpsc::channel();
         let sink = std::sync::Arc::clone(&log);
         std::thread::spawn(move || {
-            for line in std::io::BufReader::new(stderr)
-                .lines()
-                .map_while(Result::ok)
-            {
+            for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
                 if let Some(addr) = line.split("listening on http://").nth(1) {
                     let _ = tx.send(addr.trim().to_owned());
                 }
                 sink.lock().unwrap().push_str(&format!("{line}\n"));
             }
         });
-        let addr = rx
-            .recv_timeout(Duration::from_secs(20))
-            .expect("the server starts")
-            .parse()
-            .unwrap();
+        let addr = rx.recv_timeout(Duration::from_secs(20)).expect("the server starts").parse().unwrap();
         Process { child, addr, log }
     }
 
     pub fn signal(&self, name: &str) {
-        let status = std::process::Command::new("kill")
-            .arg(format!("-{name}"))
-            .arg(self.child.id().to_string())
-            .status();
+        let status =
+            std::process::Command::new("kill").arg(format!("-{name}")).arg(self.child.id().to_string()).status();
         assert!(status.unwrap().success());
     }
 }

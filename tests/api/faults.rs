@@ -12,9 +12,7 @@ use crate::common::*;
 
 /// Reads until the server closes the connection (or `limit` passes); returns what arrived.
 fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool) {
-    stream
-        .set_read_timeout(Some(Duration::from_millis(100)))
-        .unwrap();
+    stream.set_read_timeout(Some(Duration::from_millis(100))).unwrap();
     let started = Instant::now();
     let mut got = Vec::new();
     let mut buf = [0u8; 4096];
@@ -22,9 +20,7 @@ fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool)
         match stream.read(&mut buf) {
             Ok(0) => return (got, true),
             Ok(n) => got.extend_from_slice(&buf[..n]),
-            Err(e)
-                if e.kind() == std::io::ErrorKind::WouldBlock
-                    || e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock || e.kind() == std::io::ErrorKind::TimedOut => {}
             Err(_) => return (got, true),
         }
     }
@@ -34,14 +30,10 @@ fn read_until_closed(stream: &mut TcpStream, limit: Duration) -> (Vec<u8>, bool)
 #[test]
 fn two_thousand_idle_connections_do_not_delay_ordinary_requests() {
     let app = spawn_app();
-    let idle: Vec<TcpStream> = (0..2000)
-        .map(|_| TcpStream::connect(app.addr).unwrap())
-        .collect();
+    let idle: Vec<TcpStream> = (0..2000).map(|_| TcpStream::connect(app.addr).unwrap()).collect();
     // Half of them also start a request and stall in the middle of its head.
     for stream in idle.iter().step_by(2) {
-        (&*stream)
-            .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-            .unwrap();
+        (&*stream).write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
     }
     std::thread::sleep(Duration::from_millis(300));
     let mut worst = Duration::ZERO;
@@ -50,19 +42,14 @@ fn two_thousand_idle_connections_do_not_delay_ordinary_requests() {
         assert_eq!(app.get("/api/tasks", "u1").status, 200);
         worst = worst.max(started.elapsed());
     }
-    assert!(
-        worst < Duration::from_millis(500),
-        "slowest ordinary request took {worst:?}"
-    );
+    assert!(worst < Duration::from_millis(500), "slowest ordinary request took {worst:?}");
     drop(idle);
 }
 
 #[test]
 fn connections_beyond_the_limit_get_a_503_and_are_closed() {
     let app = spawn_app_with(&[("MAX_CONNECTIONS", "4")], dispatch);
-    let held: Vec<TcpStream> = (0..4)
-        .map(|_| TcpStream::connect(app.addr).unwrap())
-        .collect();
+    let held: Vec<TcpStream> = (0..4).map(|_| TcpStream::connect(app.addr).unwrap()).collect();
     std::thread::sleep(Duration::from_millis(200));
     let reply = app.call("GET", "/health").send();
     assert_eq!(reply.status, 503);
@@ -71,90 +58,54 @@ fn connections_beyond_the_limit_get_a_503_and_are_closed() {
     drop(held);
     let started = Instant::now();
     while app.call("GET", "/health").send().status != 200 {
-        assert!(
-            started.elapsed() < Duration::from_secs(2),
-            "served again once connections close"
-        );
+        assert!(started.elapsed() < Duration::from_secs(2), "served again once connections close");
         std::thread::sleep(Duration::from_millis(50));
     }
 }
 
 #[test]
 fn a_slow_request_is_cut_off_and_an_idle_connection_closed() {
-    let app = spawn_app_with(
-        &[
-            ("REQUEST_TIMEOUT_SECONDS", "1"),
-            ("IDLE_TIMEOUT_SECONDS", "1"),
-        ],
-        dispatch,
-    );
+    let app = spawn_app_with(&[("REQUEST_TIMEOUT_SECONDS", "1"), ("IDLE_TIMEOUT_SECONDS", "1")], dispatch);
     let mut slow = TcpStream::connect(app.addr).unwrap();
-    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n")
-        .unwrap();
+    slow.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").unwrap();
     let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(3));
-    assert!(
-        closed,
-        "a head still incomplete after the request timeout is cut off"
-    );
+    assert!(closed, "a head still incomplete after the request timeout is cut off");
 
     let mut idle = TcpStream::connect(app.addr).unwrap();
-    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
-        .unwrap();
+    idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let (response, closed) = read_until_closed(&mut idle, Duration::from_secs(3));
-    assert!(
-        response.starts_with(b"HTTP/1.1 200"),
-        "{:?}",
-        String::from_utf8_lossy(&response)
-    );
-    assert!(
-        closed,
-        "an idle keep-alive connection is closed after the idle timeout"
-    );
+    assert!(response.starts_with(b"HTTP/1.1 200"), "{:?}", String::from_utf8_lossy(&response));
+    assert!(closed, "an idle keep-alive connection is closed after the idle timeout");
     assert_eq!(app.call("GET", "/health").send().status, 200);
 }
 
 #[test]
 fn oversized_heads_are_cut_off_and_the_server_keeps_serving() {
     let app = spawn_app();
-    let huge_header = format!(
-        "GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(20_000)
-    );
+    let huge_header = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
     let many_headers = format!("GET /health HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(5_000));
     let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(20_000));
     for request in [huge_header, many_headers, long_line] {
         let mut stream = TcpStream::connect(app.addr).unwrap();
         let _ = stream.write_all(request.as_bytes());
         let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(3));
-        assert!(
-            closed && response.is_empty(),
-            "cut off: {:?}",
-            String::from_utf8_lossy(&response)
-        );
+        assert!(closed && response.is_empty(), "cut off: {:?}", String::from_utf8_lossy(&response));
     }
     // Just under the limit is still served.
-    let fits = format!(
-        "GET /health HTTP/1.1\r\nConnection: close\r\nX-Big: {}\r\n\r\n",
-        "a".repeat(15_000)
-    );
+    let fits = format!("GET /health HTTP/1.1\r\nConnection: close\r\nX-Big: {}\r\n\r\n", "a".repeat(15_000));
     assert_eq!(raw(app.addr, fits.as_bytes()).status, 200);
 }
 
 /// Locks `tasks` from outside, so that requests needing it hold their pooled connection.
 fn lock_tasks(app: &TestApp) -> postgres::Client {
     let mut client = app.db.client();
-    client
-        .batch_execute("BEGIN; LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE")
-        .unwrap();
+    client.batch_execute("BEGIN; LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE").unwrap();
     client
 }
 
 #[test]
 fn an_exhausted_pool_answers_503_after_the_timeout_then_recovers() {
-    let app = spawn_app_with(
-        &[("DB_POOL_SIZE", "1"), ("DB_POOL_TIMEOUT_MS", "300")],
-        dispatch,
-    );
+    let app = spawn_app_with(&[("DB_POOL_SIZE", "1"), ("DB_POOL_TIMEOUT_MS", "300")], dispatch);
     let mut lock = lock_tasks(&app);
     std::thread::scope(|scope| {
         let blocked = scope.spawn(|| app.get("/api/tasks", "u1"));
@@ -164,16 +115,9 @@ fn an_exhausted_pool_answers_503_after_the_timeout_then_recovers() {
         let waited = started.elapsed();
         reply.error(503, "unavailable");
         assert_eq!(reply.header("Retry-After"), Some("1"));
-        assert!(
-            waited >= Duration::from_millis(250) && waited < Duration::from_millis(1500),
-            "{waited:?}"
-        );
+        assert!(waited >= Duration::from_millis(250) && waited < Duration::from_millis(1500), "{waited:?}");
         lock.batch_execute("COMMIT").unwrap();
-        assert_eq!(
-            blocked.join().unwrap().status,
-            200,
-            "the queued request completes"
-        );
+        assert_eq!(blocked.join().unwrap().status, 200, "the queued request completes");
     });
     assert_eq!(app.get("/api/tasks", "u2").status, 200);
 }
@@ -186,8 +130,7 @@ fn a_stop_finishes_requests_in_flight_and_refuses_new_ones() {
     let mut lock = lock_tasks(&app);
     let running = app.take_running();
     std::thread::scope(|scope| {
-        let in_flight =
-            scope.spawn(|| app.send_json("PATCH", &path, "u1", json!({"completed": true})));
+        let in_flight = scope.spawn(|| app.send_json("PATCH", &path, "u1", json!({"completed": true})));
         std::thread::sleep(Duration::from_millis(300));
         let stop = scope.spawn(|| {
             let started = Instant::now();
@@ -195,29 +138,16 @@ fn a_stop_finishes_requests_in_flight_and_refuses_new_ones() {
             started.elapsed()
         });
         std::thread::sleep(Duration::from_millis(300));
-        assert!(
-            TcpStream::connect_timeout(&app.addr, Duration::from_secs(1)).is_err(),
-            "stopped accepting"
-        );
+        assert!(TcpStream::connect_timeout(&app.addr, Duration::from_secs(1)).is_err(), "stopped accepting");
         lock.batch_execute("COMMIT").unwrap();
         let reply = in_flight.join().unwrap();
-        assert_eq!(
-            reply.status, 200,
-            "the request in flight got its whole response"
-        );
+        assert_eq!(reply.status, 200, "the request in flight got its whole response");
         assert_eq!(reply.json()["completed"], true);
-        assert!(
-            stop.join().unwrap() >= Duration::from_millis(250),
-            "the stop waited for it"
-        );
+        assert!(stop.join().unwrap() >= Duration::from_millis(250), "the stop waited for it");
     });
     let id = task["id"].as_i64().unwrap();
-    let completed: bool = app
-        .db
-        .client()
-        .query_one("SELECT completed FROM tasks WHERE id = $1", &[&id])
-        .unwrap()
-        .get(0);
+    let completed: bool =
+        app.db.client().query_one("SELECT completed FROM tasks WHERE id = $1", &[&id]).unwrap().get(0);
     assert!(completed);
 }
 
@@ -251,14 +181,8 @@ fn hostile_requests_get_a_4xx_or_a_closed_connection_and_the_server_keeps_servin
     let bodies: Vec<(&str, Vec<u8>)> = vec![
         ("NUL escape in a title", br#"{"title":"a\u0000b"}"#.to_vec()),
         ("raw NUL in the body", b"{\"title\":\"a\0b\"}".to_vec()),
-        (
-            "number out of range",
-            br#"{"title":"x","completed":1e999}"#.to_vec(),
-        ),
-        (
-            "huge integer",
-            format!("{{\"title\":\"x\",\"completed\":{}}}", "9".repeat(5000)).into_bytes(),
-        ),
+        ("number out of range", br#"{"title":"x","completed":1e999}"#.to_vec()),
+        ("huge integer", format!("{{\"title\":\"x\",\"completed\":{}}}", "9".repeat(5000)).into_bytes()),
         ("deep nesting", "[".repeat(60_000).into_bytes()),
         ("deep object nesting", "{\"a\":".repeat(10_000).into_bytes()),
         ("invalid UTF-8 body", b"{\"title\":\"\xc3\x28\"}".to_vec()),
@@ -280,22 +204,10 @@ fn hostile_requests_get_a_4xx_or_a_closed_connection_and_the_server_keeps_servin
         let (response, _) = read_until_closed(&mut stream, Duration::from_secs(5));
         if !response.is_empty() {
             let reply = parse_reply(&response);
-            assert!(
-                (400..500).contains(&reply.status),
-                "{name}: got {}",
-                reply.status
-            );
+            assert!((400..500).contains(&reply.status), "{name}: got {}", reply.status);
         }
-        assert_eq!(
-            app.call("GET", "/health").send().status,
-            200,
-            "after {name}"
-        );
+        assert_eq!(app.call("GET", "/health").send().status, 200, "after {name}");
     }
     let tasks = app.get("/api/tasks", "u1").json();
-    assert_eq!(
-        tasks.as_array().unwrap().len(),
-        1,
-        "nothing was created: {tasks}"
-    );
+    assert_eq!(tasks.as_array().unwrap().len(), 1, "nothing was created: {tasks}");
 }

@@ -18,11 +18,7 @@ fn health_is_ok_without_a_database_or_token() {
     assert_eq!(reply.status, 200);
     assert_eq!(reply.json(), json!({"status": "ok"}));
     assert_eq!(reply.header("X-Content-Type-Options"), Some("nosniff"));
-    assert_eq!(
-        reply.header("Cache-Control"),
-        None,
-        "no-store is for /api/..."
-    );
+    assert_eq!(reply.header("Cache-Control"), None, "no-store is for /api/...");
 }
 
 #[test]
@@ -38,54 +34,28 @@ fn ready_is_503_when_the_database_is_unreachable_and_health_stays_200() {
     let mut app = spawn_app();
     // Kick the server's connections and forbid new ones: the database is gone for it.
     let mut admin = admin();
+    admin.batch_execute(&format!("ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS false", app.db.name)).unwrap();
     admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS false",
-            app.db.name
-        ))
-        .unwrap();
-    admin
-        .execute(
-            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1",
-            &[&app.db.name],
-        )
+        .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1", &[&app.db.name])
         .unwrap();
     let started = std::time::Instant::now();
     let reply = app.call("GET", "/health/ready").send();
-    assert!(
-        started.elapsed() < std::time::Duration::from_secs(4),
-        "answered within the 2 s budget"
-    );
+    assert!(started.elapsed() < std::time::Duration::from_secs(4), "answered within the 2 s budget");
     assert_eq!(reply.status, 503);
-    assert_eq!(
-        reply.json(),
-        json!({"status": "unavailable", "database": "unreachable"})
-    );
+    assert_eq!(reply.json(), json!({"status": "unavailable", "database": "unreachable"}));
     assert_eq!(app.call("GET", "/health").send().status, 200);
     let reply = app.call("GET", "/api/tasks").auth("u1").send();
     assert_eq!(reply.status, 503, "a request that needs the database");
     reply.error(503, "unavailable");
     assert!(reply.header("Retry-After").is_some());
     app.stop();
-    admin
-        .batch_execute(&format!(
-            "ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS true",
-            app.db.name
-        ))
-        .unwrap();
+    admin.batch_execute(&format!("ALTER DATABASE \"{}\" WITH ALLOW_CONNECTIONS true", app.db.name)).unwrap();
 }
 
 #[test]
 fn unknown_paths_are_404_and_known_paths_with_other_methods_are_405() {
     let app = spawn_app();
-    for path in [
-        "/",
-        "/nope",
-        "/api",
-        "/api/tasks/1/other",
-        "/api/%74asks",
-        "/health/ready/x",
-    ] {
+    for path in ["/", "/nope", "/api", "/api/tasks/1/other", "/api/%74asks", "/health/ready/x"] {
         app.call("GET", path).send().error(404, "not_found");
     }
     let cases = [
@@ -111,32 +81,20 @@ fn head_is_405_without_a_body_and_plain_options_lists_the_methods() {
     assert!(reply.body.is_empty());
     let reply = app.call("OPTIONS", "/api/tasks/5").send();
     assert_eq!(reply.status, 204);
-    assert_eq!(
-        reply.header("Allow"),
-        Some("GET, PUT, PATCH, DELETE, OPTIONS")
-    );
+    assert_eq!(reply.header("Allow"), Some("GET, PUT, PATCH, DELETE, OPTIONS"));
 }
 
 #[test]
 fn request_ids_are_echoed_when_well_formed_and_replaced_otherwise() {
     let app = spawn_app();
-    let reply = app
-        .call("GET", "/nope")
-        .header("X-Request-Id", "abc.DEF_123-x")
-        .send();
+    let reply = app.call("GET", "/nope").header("X-Request-Id", "abc.DEF_123-x").send();
     assert_eq!(reply.header("X-Request-Id"), Some("abc.DEF_123-x"));
     assert_eq!(reply.json()["request_id"], "abc.DEF_123-x");
     for bad in ["has space", "semi;colon", &"x".repeat(129), "a/b"] {
-        let reply = app
-            .call("GET", "/health")
-            .header("X-Request-Id", bad)
-            .send();
+        let reply = app.call("GET", "/health").header("X-Request-Id", bad).send();
         let id = reply.header("X-Request-Id").unwrap();
         assert_ne!(id, bad);
-        assert!(
-            !id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()),
-            "{id}"
-        );
+        assert!(!id.is_empty() && id.bytes().all(|b| b.is_ascii_alphanumeric()), "{id}");
     }
     let a = app.call("GET", "/health").send();
     let b = app.call("GET", "/health").send();
@@ -159,24 +117,12 @@ fn cors_preflight_from_an_allowed_origin_needs_no_token() {
         .call("OPTIONS", "/api/tasks/3")
         .header("Origin", "https://app.example")
         .header("Access-Control-Request-Method", "DELETE")
-        .header(
-            "Access-Control-Request-Headers",
-            "authorization, content-type",
-        )
+        .header("Access-Control-Request-Headers", "authorization, content-type")
         .send();
     assert_eq!(reply.status, 204);
-    assert_eq!(
-        reply.header("Access-Control-Allow-Origin"),
-        Some("https://app.example")
-    );
-    assert_eq!(
-        reply.header("Access-Control-Allow-Methods"),
-        Some("GET, PUT, PATCH, DELETE")
-    );
-    assert_eq!(
-        reply.header("Access-Control-Allow-Headers"),
-        Some("Authorization, Content-Type, X-Request-Id")
-    );
+    assert_eq!(reply.header("Access-Control-Allow-Origin"), Some("https://app.example"));
+    assert_eq!(reply.header("Access-Control-Allow-Methods"), Some("GET, PUT, PATCH, DELETE"));
+    assert_eq!(reply.header("Access-Control-Allow-Headers"), Some("Authorization, Content-Type, X-Request-Id"));
     assert_eq!(reply.header("Access-Control-Max-Age"), Some("600"));
     assert_eq!(reply.headers_named("Vary"), vec!["Origin"]);
     assert_eq!(reply.header("Access-Control-Allow-Credentials"), None);
@@ -196,42 +142,23 @@ fn cors_preflight_for_an_unknown_path_is_404() {
 #[test]
 fn cors_headers_go_to_allowed_origins_only() {
     let app = spawn_app();
-    let reply = app
-        .call("GET", "/api/tasks")
-        .header("Origin", "http://localhost:3000")
-        .send();
+    let reply = app.call("GET", "/api/tasks").header("Origin", "http://localhost:3000").send();
     assert_eq!(reply.status, 401);
-    assert_eq!(
-        reply.header("Access-Control-Allow-Origin"),
-        Some("http://localhost:3000")
-    );
-    assert_eq!(
-        reply.header("Access-Control-Expose-Headers"),
-        Some("X-Total-Count, Link, Location, X-Request-Id")
-    );
+    assert_eq!(reply.header("Access-Control-Allow-Origin"), Some("http://localhost:3000"));
+    assert_eq!(reply.header("Access-Control-Expose-Headers"), Some("X-Total-Count, Link, Location, X-Request-Id"));
     assert_eq!(reply.headers_named("Vary"), vec!["Origin"]);
 
-    let reply = app
-        .call("GET", "/api/tasks")
-        .header("Origin", "https://evil.example")
-        .send();
+    let reply = app.call("GET", "/api/tasks").header("Origin", "https://evil.example").send();
     assert_eq!(reply.header("Access-Control-Allow-Origin"), None);
     assert_eq!(reply.header("Access-Control-Expose-Headers"), None);
-    assert_eq!(
-        reply.headers_named("Vary"),
-        vec!["Origin"],
-        "every /api response varies by origin"
-    );
+    assert_eq!(reply.headers_named("Vary"), vec!["Origin"], "every /api response varies by origin");
 
     let reply = app
         .call("OPTIONS", "/api/tasks")
         .header("Origin", "https://evil.example")
         .header("Access-Control-Request-Method", "POST")
         .send();
-    assert_eq!(
-        reply.status, 204,
-        "a preflight from a disallowed origin is still 204"
-    );
+    assert_eq!(reply.status, 204, "a preflight from a disallowed origin is still 204");
     assert_eq!(reply.header("Access-Control-Allow-Origin"), None);
     assert_eq!(reply.header("Access-Control-Allow-Methods"), None);
 }
@@ -239,10 +166,7 @@ fn cors_headers_go_to_allowed_origins_only() {
 #[test]
 fn cors_star_answers_a_literal_star() {
     let app = spawn_app_with(&[("CORS_ORIGINS", "*")], http::dispatch);
-    let reply = app
-        .call("GET", "/health")
-        .header("Origin", "https://any.example")
-        .send();
+    let reply = app.call("GET", "/health").header("Origin", "https://any.example").send();
     assert_eq!(reply.header("Access-Control-Allow-Origin"), Some("*"));
     assert_eq!(reply.header("Vary"), None);
 }
@@ -251,12 +175,8 @@ fn cors_star_answers_a_literal_star() {
 fn a_body_over_64_kib_is_413_and_exactly_64_kib_is_read() {
     let app = spawn_app();
     let too_big = vec![b' '; 65_537];
-    let reply = app
-        .call("POST", "/api/tasks")
-        .auth("u1")
-        .header("Content-Type", "application/json")
-        .body(&too_big)
-        .send();
+    let reply =
+        app.call("POST", "/api/tasks").auth("u1").header("Content-Type", "application/json").body(&too_big).send();
     reply.error(413, "payload_too_large");
     // 65 KiB sent chunked, with no Content-Length to check up front.
     let mut request = format!(
@@ -272,12 +192,7 @@ fn a_body_over_64_kib_is_413_and_exactly_64_kib_is_read() {
     // Exactly 65,536 bytes passes the size check (and is then judged as JSON).
     let mut body = br#"{"title": "padded"}"#.to_vec();
     body.resize(65_536, b' ');
-    let reply = app
-        .call("POST", "/api/tasks")
-        .auth("u1")
-        .header("Content-Type", "application/json")
-        .body(&body)
-        .send();
+    let reply = app.call("POST", "/api/tasks").auth("u1").header("Content-Type", "application/json").body(&body).send();
     assert_ne!(reply.status, 413);
 }
 
@@ -294,10 +209,7 @@ fn a_panicking_handler_is_a_json_500_and_the_server_keeps_serving() {
     for _ in 0..3 {
         let reply = app.call("GET", "/health?panic").send();
         let body = reply.error(500, "internal_error");
-        assert!(
-            !body.to_string().contains("a bug"),
-            "the cause stays in the log"
-        );
+        assert!(!body.to_string().contains("a bug"), "the cause stays in the log");
     }
     assert_eq!(app.call("GET", "/health").send().status, 200);
 }
@@ -306,9 +218,7 @@ fn a_panicking_handler_is_a_json_500_and_the_server_keeps_serving() {
 fn migrations_are_idempotent_and_safe_when_instances_start_at_once() {
     let db = TestDb::new(); // from the migrated template
     let mut client = db.client();
-    client
-        .batch_execute("DROP TABLE tasks, users, schema_migrations")
-        .unwrap();
+    client.batch_execute("DROP TABLE tasks, users, schema_migrations").unwrap();
     let url = db.url();
     let starts: Vec<_> = (0..4)
         .map(|_| {
@@ -323,18 +233,10 @@ fn migrations_are_idempotent_and_safe_when_instances_start_at_once() {
         start.join().unwrap().unwrap();
     }
     todo_api::db::migrate(&mut client).unwrap();
-    let applied: i64 = client
-        .query_one("SELECT count(*) FROM schema_migrations", &[])
-        .unwrap()
-        .get(0);
+    let applied: i64 = client.query_one("SELECT count(*) FROM schema_migrations", &[]).unwrap().get(0);
     assert_eq!(applied as usize, todo_api::db::MIGRATIONS.len());
-    let tables: i64 = client
-        .query_one(
-            "SELECT count(*) FROM pg_tables WHERE tablename IN ('users', 'tasks')",
-            &[],
-        )
-        .unwrap()
-        .get(0);
+    let tables: i64 =
+        client.query_one("SELECT count(*) FROM pg_tables WHERE tablename IN ('users', 'tasks')", &[]).unwrap().get(0);
     assert_eq!(tables, 2);
 }
 
@@ -342,16 +244,9 @@ fn migrations_are_idempotent_and_safe_when_instances_start_at_once() {
 fn a_changed_migration_stops_start_up() {
     let db = TestDb::new();
     let mut client = db.client();
-    client
-        .batch_execute(
-            "UPDATE schema_migrations SET checksum = 'edited' WHERE file LIKE '%0001_init.sql'",
-        )
-        .unwrap();
+    client.batch_execute("UPDATE schema_migrations SET checksum = 'edited' WHERE file LIKE '%0001_init.sql'").unwrap();
     let err = todo_api::db::migrate(&mut client).unwrap_err();
-    assert!(
-        err.contains("0001_init.sql") && err.contains("changed"),
-        "{err}"
-    );
+    assert!(err.contains("0001_init.sql") && err.contains("changed"), "{err}");
 }
 
 /// Runs the binary with exactly these variables, in an empty directory (no `.env`).
@@ -364,10 +259,7 @@ fn run_binary(vars: &[(&str, &str)]) -> (bool, String) {
         .current_dir(&dir)
         .output()
         .unwrap();
-    (
-        output.status.success(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
+    (output.status.success(), String::from_utf8_lossy(&output.stderr).into_owned())
 }
 
 #[test]
@@ -376,32 +268,10 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
     let cases: &[(&[(&str, &str)], &str)] = &[
         (&[("BETTER_AUTH_SECRET", SECRET)], "DATABASE_URL"),
         (&[("DATABASE_URL", &url)], "BETTER_AUTH_SECRET"),
-        (
-            &[("DATABASE_URL", &url), ("BETTER_AUTH_SECRET", "too-short")],
-            "BETTER_AUTH_SECRET",
-        ),
-        (
-            &[
-                ("DATABASE_URL", "postgres://u:hunter2@h:notaport/db"),
-                ("BETTER_AUTH_SECRET", SECRET),
-            ],
-            "DATABASE_URL",
-        ),
-        (
-            &[
-                ("DATABASE_URL", "mysql://h/db"),
-                ("BETTER_AUTH_SECRET", SECRET),
-            ],
-            "DATABASE_URL",
-        ),
-        (
-            &[
-                ("DATABASE_URL", &url),
-                ("BETTER_AUTH_SECRET", SECRET),
-                ("PORT", "x"),
-            ],
-            "PORT",
-        ),
+        (&[("DATABASE_URL", &url), ("BETTER_AUTH_SECRET", "too-short")], "BETTER_AUTH_SECRET"),
+        (&[("DATABASE_URL", "postgres://u:hunter2@h:notaport/db"), ("BETTER_AUTH_SECRET", SECRET)], "DATABASE_URL"),
+        (&[("DATABASE_URL", "mysql://h/db"), ("BETTER_AUTH_SECRET", SECRET)], "DATABASE_URL"),
+        (&[("DATABASE_URL", &url), ("BETTER_AUTH_SECRET", SECRET), ("PORT", "x")], "PORT"),
     ];
     for (vars, variable) in cases {
         let (ok, stderr) = run_binary(vars);
@@ -409,29 +279,18 @@ fn bad_configuration_stops_start_up_with_one_line_naming_the_variable() {
         let lines: Vec<&str> = stderr.lines().collect();
         assert_eq!(lines.len(), 1, "one line: {stderr}");
         assert!(lines[0].contains(variable), "names {variable}: {stderr}");
-        assert!(
-            !stderr.contains("hunter2") && !stderr.contains("panicked"),
-            "{stderr}"
-        );
+        assert!(!stderr.contains("hunter2") && !stderr.contains("panicked"), "{stderr}");
     }
 }
 
 #[test]
 fn an_unreachable_database_stops_start_up_without_the_password() {
-    let vars = [
-        (
-            "DATABASE_URL",
-            "postgres://u:hunter2@127.0.0.1:1/db?connect_timeout=2",
-        ),
-        ("BETTER_AUTH_SECRET", SECRET),
-    ];
+    let vars =
+        [("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/db?connect_timeout=2"), ("BETTER_AUTH_SECRET", SECRET)];
     let (ok, stderr) = run_binary(&vars);
     assert!(!ok);
     assert_eq!(stderr.lines().count(), 1, "{stderr}");
-    assert!(
-        stderr.contains("cannot connect to the database"),
-        "{stderr}"
-    );
+    assert!(stderr.contains("cannot connect to the database"), "{stderr}");
     assert!(!stderr.contains("hunter2"), "{stderr}");
 }
 
@@ -458,12 +317,7 @@ fn the_healthcheck_subcommand_reports_whether_the_server_answers() {
         Command::new(env!("CARGO_BIN_EXE_todo-api"))
             .arg("healthcheck")
             .env_clear()
-            .envs([
-                ("DATABASE_URL", url.as_str()),
-                ("BETTER_AUTH_SECRET", SECRET),
-                ("PORT", port),
-                ("HOST", "0.0.0.0"),
-            ])
+            .envs([("DATABASE_URL", url.as_str()), ("BETTER_AUTH_SECRET", SECRET), ("PORT", port), ("HOST", "0.0.0.0")])
             .current_dir(std::env::temp_dir())
             .status()
             .unwrap()
@@ -485,20 +339,19 @@ fn neon_style_urls_with_scram_channel_binding_work() {
              CREATE ROLE neon_user LOGIN PASSWORD 'a-scram-password';",
         )
         .unwrap();
-    admin
-        .batch_execute("CREATE DATABASE neondb OWNER neon_user")
-        .unwrap();
+    admin.batch_execute("CREATE DATABASE neondb OWNER neon_user").unwrap();
     // This role must log in with SCRAM over TLS; everything else keeps trust.
     let hba: String = admin.query_one("SHOW hba_file", &[]).unwrap().get(0);
     let rules = std::fs::read_to_string(&hba).unwrap();
-    std::fs::write(&hba, format!("hostssl all neon_user 127.0.0.1/32 scram-sha-256\nhost all neon_user 127.0.0.1/32 reject\n{rules}")).unwrap();
+    std::fs::write(
+        &hba,
+        format!("hostssl all neon_user 127.0.0.1/32 scram-sha-256\nhost all neon_user 127.0.0.1/32 reject\n{rules}"),
+    )
+    .unwrap();
     admin.batch_execute("SELECT pg_reload_conf()").unwrap();
     std::thread::sleep(Duration::from_millis(200));
 
-    let base = format!(
-        "postgres://neon_user:a-scram-password@127.0.0.1:{}/neondb",
-        cluster.port
-    );
+    let base = format!("postgres://neon_user:a-scram-password@127.0.0.1:{}/neondb", cluster.port);
     let url = format!("{base}?sslmode=require&channel_binding=require");
     let app = spawn_app_with(&[("DATABASE_URL", &url)], http::dispatch);
     assert_eq!(app.call("GET", "/health/ready").send().status, 200);
@@ -514,12 +367,8 @@ fn neon_style_urls_with_scram_channel_binding_work() {
     drop(app);
 
     // Channel binding cannot be had without TLS: the client refuses rather than downgrade.
-    let config = config(&base_env(&format!(
-        "{base}?sslmode=disable&channel_binding=require"
-    )));
-    let err = todo_api::start(&config, http::dispatch)
-        .err()
-        .expect("refused");
+    let config = config(&base_env(&format!("{base}?sslmode=disable&channel_binding=require")));
+    let err = todo_api::start(&config, http::dispatch).err().expect("refused");
     assert!(err.contains("cannot connect"), "{err}");
     assert!(!err.contains("a-scram-password"), "{err}");
 }

@@ -11,21 +11,14 @@ use crate::common::*;
 fn a_database_outage_is_503_and_the_server_recovers_without_a_restart() {
     let cluster = Cluster::start();
     let url = cluster.url();
-    let app = spawn_app_with(
-        &[("DATABASE_URL", &url), ("DB_POOL_TIMEOUT_MS", "500")],
-        dispatch,
-    );
+    let app = spawn_app_with(&[("DATABASE_URL", &url), ("DB_POOL_TIMEOUT_MS", "500")], dispatch);
     app.create("u1", "before the outage");
 
     cluster.stop();
     for _ in 0..3 {
         let started = Instant::now();
         let reply = app.get("/api/tasks", "u1");
-        assert!(
-            started.elapsed() < Duration::from_secs(3),
-            "no hang: {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(3), "no hang: {:?}", started.elapsed());
         reply.error(503, "unavailable");
         assert_eq!(reply.header("Retry-After"), Some("1"));
     }
@@ -35,18 +28,11 @@ fn a_database_outage_is_503_and_the_server_recovers_without_a_restart() {
     cluster.restart();
     let back = Instant::now();
     while app.get("/api/tasks", "u1").status != 200 {
-        assert!(
-            back.elapsed() < Duration::from_secs(1),
-            "serving again within a second"
-        );
+        assert!(back.elapsed() < Duration::from_secs(1), "serving again within a second");
         std::thread::sleep(Duration::from_millis(20));
     }
     for _ in 0..20 {
-        assert_eq!(
-            app.get("/api/tasks", "u1").json().as_array().unwrap().len(),
-            1,
-            "no broken connection handed out"
-        );
+        assert_eq!(app.get("/api/tasks", "u1").json().as_array().unwrap().len(), 1, "no broken connection handed out");
     }
     assert_eq!(app.call("GET", "/health/ready").send().status, 200);
 }
@@ -56,33 +42,19 @@ fn sigterm_stops_the_process_cleanly() {
     let db = TestDb::new();
     let url = db.url();
     let mut process = Process::spawn(&[("DATABASE_URL", &url), ("BETTER_AUTH_SECRET", SECRET)]);
-    assert_eq!(
-        raw(
-            process.addr,
-            b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n"
-        )
-        .status,
-        200
-    );
+    assert_eq!(raw(process.addr, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n").status, 200);
     process.signal("TERM");
     let started = Instant::now();
     let status = loop {
         if let Some(status) = process.child.try_wait().unwrap() {
             break status;
         }
-        assert!(
-            started.elapsed() < Duration::from_secs(15),
-            "exits after SIGTERM"
-        );
+        assert!(started.elapsed() < Duration::from_secs(15), "exits after SIGTERM");
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(status.success(), "{status}");
     std::thread::sleep(Duration::from_millis(100));
-    assert!(
-        process.log.lock().unwrap().contains("stopped"),
-        "{}",
-        process.log.lock().unwrap()
-    );
+    assert!(process.log.lock().unwrap().contains("stopped"), "{}", process.log.lock().unwrap());
 }
 
 #[test]
@@ -126,16 +98,10 @@ fn every_acknowledged_create_survives_a_sigkill() {
         process.child.kill().unwrap(); // SIGKILL
     });
     let acknowledged = acknowledged.into_inner().unwrap();
-    assert!(
-        acknowledged.len() > 50,
-        "the load ran: {}",
-        acknowledged.len()
-    );
+    assert!(acknowledged.len() > 50, "the load ran: {}", acknowledged.len());
     let mut client = db.client();
     for (id, title) in &acknowledged {
-        let row = client
-            .query_opt("SELECT title FROM tasks WHERE id = $1", &[id])
-            .unwrap();
+        let row = client.query_opt("SELECT title FROM tasks WHERE id = $1", &[id]).unwrap();
         assert_eq!(
             row.map(|r| r.get::<_, String>(0)).as_deref(),
             Some(title.as_str()),
@@ -146,10 +112,7 @@ fn every_acknowledged_create_survives_a_sigkill() {
         .query_one("SELECT count(*) FROM tasks WHERE user_id = 'writer' AND description = repeat('x', 500) AND title ~ '^t[0-9]-[0-9]+$'", &[])
         .unwrap()
         .get(0);
-    let all: i64 = client
-        .query_one("SELECT count(*) FROM tasks", &[])
-        .unwrap()
-        .get(0);
+    let all: i64 = client.query_one("SELECT count(*) FROM tasks", &[]).unwrap().get(0);
     assert_eq!(whole, all, "every stored row is whole");
     assert!(all as usize >= acknowledged.len());
 }
@@ -173,10 +136,8 @@ impl FreezableProxy {
                 let Ok(server) = std::net::TcpStream::connect(upstream) else {
                     continue;
                 };
-                for (mut from, mut to) in [
-                    (client.try_clone().unwrap(), server.try_clone().unwrap()),
-                    (server, client),
-                ] {
+                for (mut from, mut to) in [(client.try_clone().unwrap(), server.try_clone().unwrap()), (server, client)]
+                {
                     let flag = std::sync::Arc::clone(&flag);
                     std::thread::spawn(move || {
                         let mut buf = [0u8; 8192];
@@ -196,8 +157,7 @@ impl FreezableProxy {
     }
 
     fn freeze(&self, frozen: bool) {
-        self.frozen
-            .store(frozen, std::sync::atomic::Ordering::SeqCst);
+        self.frozen.store(frozen, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
@@ -206,10 +166,7 @@ fn a_database_that_stops_answering_gives_503_not_a_hang() {
     let db = TestDb::new();
     let upstream = std::net::TcpStream::connect((
         "127.0.0.1",
-        admin()
-            .query_one("SELECT inet_server_port()", &[])
-            .unwrap()
-            .get::<_, i32>(0) as u16,
+        admin().query_one("SELECT inet_server_port()", &[]).unwrap().get::<_, i32>(0) as u16,
     ))
     .unwrap()
     .peer_addr()
@@ -217,39 +174,24 @@ fn a_database_that_stops_answering_gives_503_not_a_hang() {
     let proxy = FreezableProxy::start(upstream);
     let through = format!("postgres://postgres@{}/{}", proxy.addr, db.name);
     let app = spawn_app_with(
-        &[
-            ("DATABASE_URL", &through),
-            ("DATABASE_MIGRATION_URL", &db.url()),
-            ("DB_POOL_TIMEOUT_MS", "500"),
-        ],
+        &[("DATABASE_URL", &through), ("DATABASE_MIGRATION_URL", &db.url()), ("DB_POOL_TIMEOUT_MS", "500")],
         dispatch,
     );
     app.create("u1", "before the freeze");
     proxy.freeze(true);
     let started = Instant::now();
     assert_eq!(app.call("GET", "/health/ready").send().status, 503);
-    assert!(
-        started.elapsed() < Duration::from_secs(3),
-        "ready answers within its 2 s: {:?}",
-        started.elapsed()
-    );
+    assert!(started.elapsed() < Duration::from_secs(3), "ready answers within its 2 s: {:?}", started.elapsed());
     for _ in 0..2 {
         let started = Instant::now();
         app.get("/api/tasks", "u1").error(503, "unavailable");
-        assert!(
-            started.elapsed() < Duration::from_secs(4),
-            "no hang: {:?}",
-            started.elapsed()
-        );
+        assert!(started.elapsed() < Duration::from_secs(4), "no hang: {:?}", started.elapsed());
     }
     assert_eq!(app.call("GET", "/health").send().status, 200);
     proxy.freeze(false);
     let thawed = Instant::now();
     while app.get("/api/tasks", "u1").status != 200 {
-        assert!(
-            thawed.elapsed() < Duration::from_secs(10),
-            "serving again after the thaw"
-        );
+        assert!(thawed.elapsed() < Duration::from_secs(10), "serving again after the thaw");
         std::thread::sleep(Duration::from_millis(50));
     }
 }

@@ -40,20 +40,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         r#"{"name":"Ada Lovelace","email":"ada@example.com","#,
         r#""sub":"usr_01JZ8Q4T6M3V9XKQ2B7N5C1D0E","iat":1759996400,"exp":1760003600}"#,
     );
-    let signing_input = format!(
-        "{}.{}",
-        URL_SAFE_NO_PAD.encode(header_json),
-        URL_SAFE_NO_PAD.encode(payload_json)
-    );
+    let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header_json), URL_SAFE_NO_PAD.encode(payload_json));
     let key = Hmac::<Sha256>::new_from_slice(SECRET)?;
-    let tag = key
-        .clone()
-        .chain_update(signing_input.as_bytes())
-        .finalize();
-    let token = format!(
-        "{signing_input}.{}",
-        URL_SAFE_NO_PAD.encode(tag.into_bytes())
-    );
+    let tag = key.clone().chain_update(signing_input.as_bytes()).finalize();
+    let token = format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(tag.into_bytes()));
 
     let verifier = Verifier::new(SECRET, None, 30, None, None);
     if verifier.verify(&token, NOW).is_err() {
@@ -64,9 +54,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let _ = black_box(verifier.verify(black_box(&token), black_box(NOW)));
     });
     let hmac = ns_per_op(|| {
-        let mac = black_box(&key)
-            .clone()
-            .chain_update(black_box(signing_input.as_bytes()));
+        let mac = black_box(&key).clone().chain_update(black_box(signing_input.as_bytes()));
         black_box(mac.finalize());
     });
     let decode = ns_per_op(|| {
@@ -76,17 +64,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     });
     let parse = ns_per_op(|| {
         for json in [header_json, payload_json] {
-            let _ = black_box(serde_json::from_slice::<Map<String, Value>>(black_box(
-                json.as_bytes(),
-            )));
+            let _ = black_box(serde_json::from_slice::<Map<String, Value>>(black_box(json.as_bytes())));
         }
     });
 
-    println!(
-        "token: {} bytes; signing input: {} bytes",
-        token.len(),
-        signing_input.len()
-    );
+    println!("token: {} bytes; signing input: {} bytes", token.len(), signing_input.len());
     println!("(a) verify                {verify:8.1} ns/op");
     println!("(b) raw HMAC-SHA256       {hmac:8.1} ns/op");
     println!("(c) ratio (a) / (b)       {:8.2}", verify / hmac);
