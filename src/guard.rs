@@ -10,8 +10,11 @@
 //!   503 and is closed at once;
 //! - a connection idle between requests is closed after `idle_timeout`; a request that has not
 //!   been answered `request_timeout` after its first byte is cut off (slow clients);
-//! - a request head over `HEAD_LIMIT` bytes, or a request over `HEAD_LIMIT + BODY_LIMIT`, is
-//!   cut off before it all reaches rouille;
+//! - a request head reaches rouille only whole, at most `HEAD_LIMIT` bytes (else 431), with
+//!   unambiguous framing (else 400 or 501), in origin form, and ASCII (raw non-ASCII bytes,
+//!   which HTTP does not allow, are percent-encoded);
+//! - no more than `BODY_LIMIT` bytes of body (plus chunked framing) reach rouille: past that the
+//!   guard stops reading, lets rouille answer (413), and closes the connection;
 //! - writes to a client that does not read time out;
 //! - the accept loop never ends on an error: it logs it, waits, and goes on;
 //! - on `stop`, idle connections are closed and busy ones right after their response.
@@ -23,7 +26,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
-use crate::http::BODY_LIMIT;
+use crate::http::{BODY_LIMIT, new_request_id};
 
 /// Largest request line plus headers, in bytes.
 pub const HEAD_LIMIT: usize = 16 * 1024;
@@ -35,10 +38,6 @@ const TICK: Duration = Duration::from_millis(250);
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
 /// Relay threads need little stack: a buffer and a few frames.
 const STACK: usize = 128 * 1024;
-
-const TOO_MANY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n\
-Retry-After: 1\r\nConnection: close\r\nContent-Length: 77\r\n\r\n\
-{\"detail\":\"Too many connections\",\"code\":\"unavailable\",\"request_id\":\"guard\"}";
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -122,7 +121,7 @@ fn accept_loop(listener: &TcpListener, backend: SocketAddr, limits: Limits, shar
         if shared.open.load(Ordering::SeqCst) >= limits.max_connections {
             log::warn!("connection refused: {} connections open", limits.max_connections);
             let _ = client.set_write_timeout(Some(Duration::from_millis(100)));
-            let _ = (&client).write_all(TOO_MANY);
+            let _ = (&client).write_all(&rejection(Reject::TooManyConnections));
             continue;
         }
         shared.open.fetch_add(1, Ordering::SeqCst);
@@ -166,27 +165,51 @@ fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, shared: &S
     let mut request: Option<Request> = None; // the request in progress, if any
     let mut idle_since = Instant::now();
     let mut buf = [0u8; 8192];
+    let mut over_budget = false; // a body too large: rouille answers it, then the connection ends
     let end = loop {
         if request.as_ref().is_some_and(|r| responses.load(Ordering::SeqCst) > r.responses_before) {
+            if over_budget {
+                break End::Finished;
+            }
             request = None; // its response has started: the connection is between requests
             idle_since = Instant::now();
         }
         if request.is_none() && shared.stopping.load(Ordering::SeqCst) {
             break End::Finished; // draining: close between requests
         }
+        if over_budget {
+            // Nothing more is read: rouille has had the whole limit and owes a 413 (or an
+            // earlier 4xx, which the contract's order of checks may call for).
+            if request.as_ref().is_none_or(|r| r.started.elapsed() > limits.request_timeout) {
+                break End::Cut;
+            }
+            thread::sleep(TICK);
+            continue;
+        }
         match (&client).read(&mut buf) {
             Ok(0) => break End::Finished,
             Ok(n) => {
                 let current = request.get_or_insert_with(|| Request::new(responses.load(Ordering::SeqCst)));
-                if let Err(why) = current.feed(&buf[..n]) {
-                    log::warn!("connection cut off: {why}");
-                    break End::Cut;
+                let forward = match current.feed(&buf[..n]) {
+                    Ok(forward) => forward,
+                    Err(Reject::BodyTooLarge) => {
+                        over_budget = true;
+                        continue;
+                    }
+                    Err(reject) => {
+                        log::warn!("request refused: {}", reject.detail());
+                        let _ = (&client).write_all(&rejection(reject));
+                        break End::Cut;
+                    }
+                };
+                if forward.is_empty() {
+                    continue; // the head is not complete yet
                 }
                 let stream = match &mut backend {
                     Some(stream) => stream,
                     None => backend.insert(connect_backend(backend_addr, &client, &responses)?),
                 };
-                if stream.write_all(&buf[..n]).is_err() {
+                if stream.write_all(&forward).is_err() {
                     break End::Cut;
                 }
             }
@@ -232,37 +255,140 @@ fn connect_backend(addr: SocketAddr, client: &TcpStream, responses: &Arc<AtomicU
     Ok(backend)
 }
 
-/// The limits on one request as its bytes arrive.
+/// Why the guard answers a request itself.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reject {
+    TooManyConnections,
+    HeadTooLarge,
+    /// Not answered by the guard: rouille, which has seen the whole limit, answers.
+    BodyTooLarge,
+    AmbiguousLength,
+    UnsupportedTransferEncoding,
+}
+
+impl Reject {
+    fn detail(self) -> &'static str {
+        match self {
+            Reject::TooManyConnections => "Too many connections",
+            Reject::HeadTooLarge => "Request line and headers are larger than 16384 bytes",
+            Reject::BodyTooLarge => "Request body is larger than 65536 bytes",
+            Reject::AmbiguousLength => "Content-Length is repeated or sent with Transfer-Encoding",
+            Reject::UnsupportedTransferEncoding => "Transfer-Encoding other than chunked",
+        }
+    }
+}
+
+/// The guard's own answer, in the API's error format, after which it closes the connection.
+fn rejection(reject: Reject) -> Vec<u8> {
+    let (status, code) = match reject {
+        Reject::TooManyConnections => ("503 Service Unavailable\r\nRetry-After: 1", "unavailable"),
+        Reject::HeadTooLarge => ("431 Request Header Fields Too Large", "headers_too_large"),
+        Reject::BodyTooLarge => ("413 Payload Too Large", "payload_too_large"),
+        Reject::AmbiguousLength => ("400 Bad Request", "bad_request"),
+        Reject::UnsupportedTransferEncoding => ("501 Not Implemented", "not_implemented"),
+    };
+    let id = new_request_id();
+    let body = format!(r#"{{"detail":"{}","code":"{code}","request_id":"{id}"}}"#, reject.detail());
+    format!(
+        "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nX-Request-Id: {id}\r\n\
+         X-Content-Type-Options: nosniff\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// One request as its bytes arrive: the head is held back until it is whole and checked.
 struct Request {
     started: Instant,
     /// The response count when this request began; a higher count means it is being answered.
     responses_before: u64,
-    bytes: usize,
-    /// Whether the blank line ending the head has been seen, and the last bytes before it.
+    head: Vec<u8>,
     head_done: bool,
-    tail: [u8; 3],
+    body_bytes: usize,
 }
 
 impl Request {
     fn new(responses_before: u64) -> Request {
-        Request { started: Instant::now(), responses_before, bytes: 0, head_done: false, tail: [0; 3] }
+        Request { started: Instant::now(), responses_before, head: Vec::new(), head_done: false, body_bytes: 0 }
     }
 
-    fn feed(&mut self, data: &[u8]) -> Result<(), &'static str> {
-        for &b in data {
-            self.bytes += 1;
-            if !self.head_done {
-                self.head_done = self.tail == *b"\r\n\r" && b == b'\n';
-                self.tail = [self.tail[1], self.tail[2], b];
-                if !self.head_done && self.bytes > HEAD_LIMIT {
-                    return Err("request head over 16 KiB");
-                }
+    /// Takes bytes from the client; returns what may go on to rouille now.
+    fn feed(&mut self, data: &[u8]) -> Result<Vec<u8>, Reject> {
+        if self.head_done {
+            self.body_bytes += data.len();
+            return if self.body_bytes > BODY_LIMIT + FRAMING { Err(Reject::BodyTooLarge) } else { Ok(data.to_vec()) };
+        }
+        let searched = self.head.len().saturating_sub(3);
+        self.head.extend_from_slice(data);
+        let blank_line = self.head[searched..].windows(4).position(|w| w == b"\r\n\r\n");
+        let Some(end) = blank_line.map(|i| searched + i + 4) else {
+            return if self.head.len() > HEAD_LIMIT { Err(Reject::HeadTooLarge) } else { Ok(Vec::new()) };
+        };
+        if end > HEAD_LIMIT {
+            return Err(Reject::HeadTooLarge);
+        }
+        self.head_done = true;
+        let body = self.head.split_off(end);
+        self.body_bytes = body.len();
+        let mut forward = checked_head(&self.head)?;
+        forward.extend_from_slice(&body);
+        Ok(forward)
+    }
+}
+
+/// The head as rouille should see it: framing unambiguous (RFC 9112 §6.3), the target in
+/// origin form (`GET http://host/path` becomes `GET /path`), non-ASCII bytes percent-encoded.
+fn checked_head(head: &[u8]) -> Result<Vec<u8>, Reject> {
+    let (mut lengths, mut encodings) = (0, 0);
+    for line in head.split(|&b| b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
+        let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
+        if name.eq_ignore_ascii_case(b"content-length") {
+            lengths += 1;
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            encodings += 1;
+            if !value.eq_ignore_ascii_case(b"chunked") {
+                return Err(Reject::UnsupportedTransferEncoding);
             }
         }
-        if self.bytes > HEAD_LIMIT + BODY_LIMIT + FRAMING {
-            return Err("request over the size limit");
+    }
+    if lengths > 1 || encodings > 1 || (lengths == 1 && encodings == 1) {
+        return Err(Reject::AmbiguousLength);
+    }
+    let (request_line, rest) = head.split_at(head.iter().position(|&b| b == b'\n').unwrap_or(head.len()));
+    let mut out = Vec::with_capacity(head.len());
+    let mut parts = request_line.splitn(3, |&b| b == b' ');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some(method), Some(target), Some(version)) => {
+            out.extend_from_slice(method);
+            out.push(b' ');
+            percent_encode_non_ascii(origin_form(target), &mut out);
+            out.push(b' ');
+            out.extend_from_slice(version);
         }
-        Ok(())
+        _ => percent_encode_non_ascii(request_line, &mut out), // malformed: rouille answers 400
+    }
+    percent_encode_non_ascii(rest, &mut out);
+    Ok(out)
+}
+
+/// `http://host:port/path?q` to `/path?q` (and `http://host` to `/`); anything else as it is.
+fn origin_form(target: &[u8]) -> &[u8] {
+    let scheme = [&b"http://"[..], b"https://"]
+        .into_iter()
+        .find(|scheme| target.get(..scheme.len()).is_some_and(|t| t.eq_ignore_ascii_case(scheme)));
+    let Some(scheme) = scheme else { return target };
+    let rest = &target[scheme.len()..];
+    rest.iter().position(|&b| b == b'/' || b == b'?').map_or(b"/", |i| &rest[i..])
+}
+
+fn percent_encode_non_ascii(bytes: &[u8], out: &mut Vec<u8>) {
+    for &b in bytes {
+        if b.is_ascii() {
+            out.push(b);
+        } else {
+            out.extend_from_slice(format!("%{b:02X}").as_bytes());
+        }
     }
 }
 
@@ -270,23 +396,71 @@ impl Request {
 mod tests {
     use super::*;
 
+    fn whole(request: &[u8]) -> Result<Vec<u8>, Reject> {
+        Request::new(0).feed(request)
+    }
+
     #[test]
-    fn a_head_is_limited_until_its_blank_line() {
+    fn a_head_is_held_back_until_its_blank_line() {
         let mut r = Request::new(0);
-        assert!(r.feed(b"GET / HTTP/1.1\r\nHost: x\r").is_ok());
-        assert!(r.feed(b"\n\r").is_ok());
-        assert!(!r.head_done);
-        assert!(r.feed(b"\n").is_ok());
-        assert!(r.head_done);
-        assert!(r.feed(&vec![b'x'; BODY_LIMIT]).is_ok(), "a full body fits");
+        assert_eq!(r.feed(b"GET / HTTP/1.1\r\nHost: x\r").unwrap(), b"");
+        assert_eq!(r.feed(b"\n\r").unwrap(), b"");
+        assert_eq!(r.feed(b"\nbody").unwrap(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody");
+        assert_eq!(r.feed(&vec![b'x'; BODY_LIMIT]).unwrap().len(), BODY_LIMIT, "a full body fits");
+        assert_eq!(r.feed(&vec![b'x'; FRAMING]), Err(Reject::BodyTooLarge));
+    }
 
-        let mut long = Request::new(0);
-        assert!(long.feed(&vec![b'a'; HEAD_LIMIT]).is_ok());
-        assert!(long.feed(b"a").is_err());
+    #[test]
+    fn a_head_over_the_limit_is_refused() {
+        assert_eq!(whole(&vec![b'a'; HEAD_LIMIT + 1]), Err(Reject::HeadTooLarge));
+        let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(HEAD_LIMIT));
+        assert_eq!(whole(long.as_bytes()), Err(Reject::HeadTooLarge));
+        let fits = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(HEAD_LIMIT - 100));
+        assert!(whole(fits.as_bytes()).is_ok());
+    }
 
-        let mut huge = Request::new(0);
-        assert!(huge.feed(b"POST / HTTP/1.1\r\n\r\n").is_ok());
-        assert!(huge.feed(&vec![b'x'; BODY_LIMIT + FRAMING]).is_ok());
-        assert!(huge.feed(&vec![b'x'; HEAD_LIMIT]).is_err());
+    #[test]
+    fn framing_must_be_unambiguous() {
+        let cases: &[(&[u8], Reject)] = &[
+            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", Reject::AmbiguousLength),
+            (b"POST / HTTP/1.1\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", Reject::AmbiguousLength),
+            (
+                b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                Reject::AmbiguousLength,
+            ),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Reject::UnsupportedTransferEncoding),
+            (b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", Reject::UnsupportedTransferEncoding),
+        ];
+        for (head, reject) in cases {
+            assert_eq!(whole(head), Err(*reject), "{}", String::from_utf8_lossy(head));
+        }
+        assert!(whole(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").is_ok());
+        assert!(whole(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc").is_ok());
+    }
+
+    #[test]
+    fn targets_become_origin_form_and_ascii() {
+        let cases: &[(&[u8], &[u8])] = &[
+            (b"GET http://h:8000/health HTTP/1.1\r\n\r\n", b"GET /health HTTP/1.1\r\n\r\n"),
+            (b"GET HTTPS://h/api/tasks?q=1 HTTP/1.1\r\n\r\n", b"GET /api/tasks?q=1 HTTP/1.1\r\n\r\n"),
+            (b"GET http://h HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"),
+            (b"GET /api/tasks?q=\xc3\xa9 HTTP/1.1\r\n\r\n", b"GET /api/tasks?q=%C3%A9 HTTP/1.1\r\n\r\n"),
+            (b"GET / HTTP/1.1\r\nCookie: a=d\xc3\xa9\r\n\r\n", b"GET / HTTP/1.1\r\nCookie: a=d%C3%A9\r\n\r\n"),
+            (b"GET /plain HTTP/1.1\r\n\r\n", b"GET /plain HTTP/1.1\r\n\r\n"),
+        ];
+        for (head, expected) in cases {
+            assert_eq!(whole(head).unwrap(), *expected, "{}", String::from_utf8_lossy(head));
+        }
+    }
+
+    #[test]
+    fn rejections_are_json_errors_that_close_the_connection() {
+        let response = String::from_utf8(rejection(Reject::HeadTooLarge)).unwrap();
+        let (head, body) = response.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.1 431 ") && head.contains("Connection: close"), "{head}");
+        let json: serde_json::Value = serde_json::from_str(body).unwrap();
+        assert_eq!(json["code"], "headers_too_large");
+        assert!(head.contains(&format!("X-Request-Id: {}", json["request_id"].as_str().unwrap())));
+        assert!(head.contains(&format!("Content-Length: {}", body.len())));
     }
 }

@@ -80,20 +80,69 @@ fn a_slow_request_is_cut_off_and_an_idle_connection_closed() {
 }
 
 #[test]
-fn oversized_heads_are_cut_off_and_the_server_keeps_serving() {
+fn oversized_heads_get_a_431_and_the_server_keeps_serving() {
     let app = spawn_app();
     let huge_header = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
     let many_headers = format!("GET /health HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(5_000));
     let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(20_000));
-    for request in [huge_header, many_headers, long_line] {
+    let endless = format!("GET /health HTTP/1.1\r\nX-Big: {}", "a".repeat(100_000));
+    for request in [huge_header, many_headers, long_line, endless] {
         let mut stream = TcpStream::connect(app.addr).unwrap();
         let _ = stream.write_all(request.as_bytes());
         let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(3));
-        assert!(closed && response.is_empty(), "cut off: {:?}", String::from_utf8_lossy(&response));
+        assert!(closed, "the connection is closed");
+        let reply = parse_reply(&response);
+        assert_eq!(reply.status, 431);
+        assert_eq!(reply.json()["code"], "headers_too_large");
     }
     // Just under the limit is still served.
     let fits = format!("GET /health HTTP/1.1\r\nConnection: close\r\nX-Big: {}\r\n\r\n", "a".repeat(15_000));
     assert_eq!(raw(app.addr, fits.as_bytes()).status, 200);
+}
+
+#[test]
+fn ambiguous_framing_is_refused_before_it_reaches_the_server() {
+    let app = spawn_app();
+    let auth = format!("Authorization: Bearer {}\r\n", token("u1"));
+    let post = |framing: &str, body: &str| {
+        let request = format!(
+            "POST /api/tasks HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\n{framing}Connection: close\r\n\r\n{body}"
+        );
+        raw(app.addr, request.as_bytes())
+    };
+    let body = r#"{"title":"smuggled"}"#;
+    let cases = [
+        (format!("Content-Length: {}\r\nContent-Length: 5\r\n", body.len()), 400, "bad_request"),
+        (format!("Content-Length: {}\r\nTransfer-Encoding: chunked\r\n", body.len()), 400, "bad_request"),
+        ("Transfer-Encoding: gzip, chunked\r\n".to_owned(), 501, "not_implemented"),
+    ];
+    for (framing, status, code) in cases {
+        let reply = post(&framing, body);
+        assert_eq!((reply.status, reply.json()["code"].as_str()), (status, Some(code)), "{framing}");
+    }
+    assert_eq!(app.get("/api/tasks", "u1").json(), json!([]), "nothing was created");
+}
+
+#[test]
+fn raw_non_ascii_and_absolute_targets_are_understood() {
+    let app = spawn_app();
+    app.create("u1", "café au lait");
+    let auth = format!("Authorization: Bearer {}\r\n", token("u1"));
+    let cookie =
+        [b"GET /health HTTP/1.1\r\nCookie: theme=d\xc3\xa9faut\r\nConnection: close\r\n\r\n".as_slice()].concat();
+    assert_eq!(raw(app.addr, &cookie).status, 200, "a UTF-8 cookie from the frontend's origin");
+    let search =
+        [b"GET /api/tasks?q=caf\xc3\xa9 HTTP/1.1\r\n".as_slice(), auth.as_bytes(), b"Connection: close\r\n\r\n"]
+            .concat();
+    let reply = raw(app.addr, &search);
+    assert_eq!(reply.json().as_array().map(Vec::len), Some(1), "raw UTF-8 in the query is read as UTF-8");
+    let absolute = format!("GET http://localhost:8000/api/tasks HTTP/1.1\r\n{auth}Connection: close\r\n\r\n");
+    assert_eq!(raw(app.addr, absolute.as_bytes()).status, 200);
+    let request_id =
+        [b"GET /health HTTP/1.1\r\nX-Request-Id: abc\xc3\xa9\r\nConnection: close\r\n\r\n".as_slice()].concat();
+    let reply = raw(app.addr, &request_id);
+    assert_eq!(reply.status, 200);
+    assert_ne!(reply.header("X-Request-Id"), Some("abc%C3%A9"), "not a valid id: replaced");
 }
 
 /// Locks `tasks` from outside, so that requests needing it hold their pooled connection.
