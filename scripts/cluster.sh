@@ -74,10 +74,12 @@ mkdir -p "$DIR/tmp"
 A_PID=
 B_PID=
 NGINX_PID=
+WRK_PID=
 DB=
 cleanup() {
   local status=$? pid
   set +e
+  [ -n "$WRK_PID" ] && kill -INT "$WRK_PID" 2>/dev/null && wait "$WRK_PID" 2>/dev/null
   [ -n "$NGINX_PID" ] && kill -QUIT "$NGINX_PID" 2>/dev/null && wait "$NGINX_PID" 2>/dev/null
   for pid in $A_PID $B_PID; do kill -TERM "$pid" 2>/dev/null; done
   for pid in $A_PID $B_PID; do wait "$pid" 2>/dev/null; done
@@ -302,7 +304,20 @@ mark_b=$(wc -l <"$DIR/b.log")
 per_thread=$(((REQUESTS + THREADS - 1) / THREADS))
 say "load: wrk, $THREADS connections, $per_thread requests each, 24 users (1/4 creates, 3/4 lists)"
 wrk -t "$THREADS" -c "$THREADS" -d 300s --latency -s "$DIR/load.lua" "$BASE" -- \
-  "$DIR/tokens.txt" "$per_thread" >"$DIR/wrk.txt" 2>&1 || { cat "$DIR/wrk.txt" >&2; die "wrk failed"; }
+  "$DIR/tokens.txt" "$per_thread" >"$DIR/wrk.txt" 2>&1 &
+WRK_PID=$!
+# wrk's main thread sleeps for the whole -d even when every thread has stopped itself; once
+# nginx has logged every request, SIGINT makes it print its report at once.
+expected=$((mark_nginx + per_thread * THREADS))
+for _ in $(seq 1 3000); do
+  [ "$(wc -l <"$DIR/nginx-access.log")" -ge "$expected" ] && break
+  kill -0 "$WRK_PID" 2>/dev/null || break
+  sleep 0.1
+done
+sleep 0.5
+kill -INT "$WRK_PID" 2>/dev/null || true
+wait "$WRK_PID" || { cat "$DIR/wrk.txt" >&2; die "wrk failed"; }
+WRK_PID=
 grep -E 'requests in|Requests/sec|Latency|50%|99%|Non-2xx|Socket errors|statuses:' "$DIR/wrk.txt" | sed 's/^ */  /' >&2
 
 # Counts after the marks: the load only.
