@@ -152,6 +152,8 @@ pub fn migrate(client: &mut Client) -> Result<(), String> {
     let fail = |what: &str, e: postgres::Error| format!("migration failed: {what}: {e}");
     let mut tx = client.transaction().map_err(|e| fail("begin", e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(|e| fail("lock", e))?;
+    // "relation already exists, skipping" on every start after the first is noise.
+    tx.batch_execute("SET LOCAL client_min_messages = warning").map_err(|e| fail("settings", e))?;
     tx.batch_execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (
              file text PRIMARY KEY,
