@@ -2,8 +2,17 @@
 -- $2 completed filter (NULL = all), $3 text to find in title or description (NULL = any),
 -- $4 sort key ('created' | 'updated' | 'title'), $5 descending, $6 limit, $7 offset.
 -- Ties are broken by id in the same direction, so pages never repeat or skip a task.
+-- Run as an unnamed statement, it is planned with its parameters' values: the CASEs fold
+-- away and the page comes from an index in order; the total (computed once) counts index
+-- entries rather than reading every row.
 SELECT id, user_id, title, description, completed, created_at, updated_at,
-       count(*) OVER () AS total
+       (SELECT count(*)
+        FROM tasks
+        WHERE user_id = $1
+          AND ($2::bool IS NULL OR completed = $2)
+          AND ($3::text IS NULL
+               OR strpos(lower(title), lower($3)) > 0
+               OR strpos(lower(description), lower($3)) > 0)) AS total
 FROM tasks
 WHERE user_id = $1
   AND ($2::bool IS NULL OR completed = $2)

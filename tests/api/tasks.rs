@@ -413,12 +413,13 @@ fn a_big_list_uses_an_index() {
     let mut client = app.db.client();
     client
         .batch_execute(
-            "INSERT INTO users (id) VALUES ('big'), ('other');
+            "INSERT INTO users (id) SELECT 'big' UNION ALL SELECT 'other' || i FROM generate_series(1, 300) i;
              INSERT INTO tasks (user_id, title) SELECT 'big', 'task ' || i FROM generate_series(1, 10000) i;
-             INSERT INTO tasks (user_id, title) SELECT 'other', 'task ' || i FROM generate_series(1, 10000) i;
-             ANALYZE tasks;",
+             INSERT INTO tasks (user_id, title) SELECT 'other' || (i % 300 + 1), 'task ' || i FROM generate_series(1, 60000) i;
+",
         )
         .unwrap();
+    client.batch_execute("VACUUM ANALYZE tasks").unwrap();
     let plan: Vec<String> = client
         .query(
             &format!(
