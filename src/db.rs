@@ -9,7 +9,7 @@
 //!   never blocks a request.
 
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use postgres::Client;
 use postgres_openssl::MakeTlsConnector;
@@ -65,39 +65,61 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
-        self.config.connect(self.tls.clone()).map(|client| Conn(Some(client)))
+        let client = self.config.connect(self.tls.clone())?;
+        Ok(Conn { client: Some(client), alive_at: Instant::now() })
     }
 
+    /// At checkout: a connection not known to be alive in the last `FRESH` is asked (one
+    /// round trip, at most `check_timeout`). Under load every connection comes back within
+    /// milliseconds, so the check costs nothing; after an outage every connection is older
+    /// than `FRESH`, so none that died is handed out.
     fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
-        conn.is_valid(self.check_timeout)
+        if conn.alive_at.elapsed() < FRESH {
+            return Ok(());
+        }
+        conn.is_valid(self.check_timeout)?;
+        conn.alive_at = Instant::now();
+        Ok(())
     }
 
+    /// At return: a closed connection is dropped; an open one has just done its work.
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.is_closed()
+        if conn.is_closed() {
+            return true;
+        }
+        conn.alive_at = Instant::now();
+        false
     }
 }
+
+/// How recently a connection must have been seen working to skip the checkout check.
+const FRESH: Duration = Duration::from_millis(250);
 
 /// A pooled connection. Closing a `postgres::Client` waits for the server to close the
 /// socket, which a frozen server never does; so a connection is closed on a thread of its
 /// own and the request that dropped it (say, after a failed liveness check) is not held up.
-pub struct Conn(Option<Client>);
+pub struct Conn {
+    client: Option<Client>,
+    /// When the connection was last seen working.
+    alive_at: Instant,
+}
 
 impl Deref for Conn {
     type Target = Client;
     fn deref(&self) -> &Client {
-        self.0.as_ref().unwrap_or_else(|| unreachable!("taken only in drop"))
+        self.client.as_ref().unwrap_or_else(|| unreachable!("taken only in drop"))
     }
 }
 
 impl DerefMut for Conn {
     fn deref_mut(&mut self) -> &mut Client {
-        self.0.as_mut().unwrap_or_else(|| unreachable!("taken only in drop"))
+        self.client.as_mut().unwrap_or_else(|| unreachable!("taken only in drop"))
     }
 }
 
 impl Drop for Conn {
     fn drop(&mut self) {
-        if let Some(client) = self.0.take() {
+        if let Some(client) = self.client.take() {
             let closing = std::thread::Builder::new().name("db-close".to_owned()).spawn(move || drop(client));
             if let Err(e) = closing {
                 log::warn!("cannot close a database connection in the background: {e}");

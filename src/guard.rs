@@ -160,65 +160,83 @@ fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, shared: &S
     client.set_read_timeout(Some(TICK))?;
     client.set_write_timeout(Some(WRITE_TIMEOUT))?;
     client.set_nodelay(true)?;
-    let responses = Arc::new(AtomicU64::new(0)); // chunks rouille has sent so far
+    // Chunks rouille has sent; counted before each is written, so a client that has seen a
+    // response always finds it counted.
+    let responses = Arc::new(AtomicU64::new(0));
     let mut backend: Option<TcpStream> = None;
-    let mut request: Option<Request> = None; // the request in progress, if any
+    let mut receiving: Option<Request> = None; // a request whose bytes are still arriving
+    let mut unanswered: Option<u64> = None; // the last whole request: the count it waits to pass
+    let mut over_budget: Option<Instant> = None; // a body too large: rouille answers, then we end
     let mut idle_since = Instant::now();
     let mut buf = [0u8; 8192];
-    let mut over_budget = false; // a body too large: rouille answers it, then the connection ends
-    let end = loop {
-        if request.as_ref().is_some_and(|r| responses.load(Ordering::SeqCst) > r.responses_before) {
-            if over_budget {
-                break End::Finished;
-            }
-            request = None; // its response has started: the connection is between requests
+    let end = 'relay: loop {
+        let seen = responses.load(Ordering::SeqCst);
+        if receiving.as_ref().is_some_and(|r| r.length_unknown() && seen > r.responses_before) {
+            receiving = None; // a chunked body is over once its response starts
+        }
+        if unanswered.is_some_and(|before| seen > before) {
+            unanswered = None;
             idle_since = Instant::now();
         }
-        if request.is_none() && shared.stopping.load(Ordering::SeqCst) {
-            break End::Finished; // draining: close between requests
-        }
-        if over_budget {
+        if let Some(since) = over_budget {
             // Nothing more is read: rouille has had the whole limit and owes a 413 (or an
             // earlier 4xx, which the contract's order of checks may call for).
-            if request.as_ref().is_none_or(|r| r.started.elapsed() > limits.request_timeout) {
+            if receiving.as_ref().is_none_or(|r| seen > r.responses_before) {
+                break End::Finished;
+            }
+            if since.elapsed() > limits.request_timeout {
                 break End::Cut;
             }
             thread::sleep(TICK);
             continue;
         }
+        let between_requests = receiving.is_none() && unanswered.is_none();
+        if between_requests && shared.stopping.load(Ordering::SeqCst) {
+            break End::Finished; // draining: close between requests
+        }
         match (&client).read(&mut buf) {
             Ok(0) => break End::Finished,
             Ok(n) => {
-                let current = request.get_or_insert_with(|| Request::new(responses.load(Ordering::SeqCst)));
-                let forward = match current.feed(&buf[..n]) {
-                    Ok(forward) => forward,
-                    Err(Reject::BodyTooLarge) => {
-                        over_budget = true;
-                        continue;
+                let mut data = &buf[..n];
+                while !data.is_empty() {
+                    let current = receiving.get_or_insert_with(|| Request::new(responses.load(Ordering::SeqCst)));
+                    let forward = match current.feed(data) {
+                        Ok((forward, used)) => {
+                            data = &data[used..];
+                            forward
+                        }
+                        Err(Reject::BodyTooLarge) => {
+                            over_budget = Some(Instant::now());
+                            break;
+                        }
+                        Err(reject) => {
+                            log::warn!("request refused: {}", reject.detail());
+                            let _ = (&client).write_all(&rejection(reject));
+                            break 'relay End::Cut;
+                        }
+                    };
+                    if current.is_complete() {
+                        unanswered = Some(current.responses_before);
+                        receiving = None;
                     }
-                    Err(reject) => {
-                        log::warn!("request refused: {}", reject.detail());
-                        let _ = (&client).write_all(&rejection(reject));
-                        break End::Cut;
+                    if forward.is_empty() {
+                        continue; // the head is not complete yet
                     }
-                };
-                if forward.is_empty() {
-                    continue; // the head is not complete yet
-                }
-                let stream = match &mut backend {
-                    Some(stream) => stream,
-                    None => backend.insert(connect_backend(backend_addr, &client, &responses)?),
-                };
-                if stream.write_all(&forward).is_err() {
-                    break End::Cut;
+                    let stream = match &mut backend {
+                        Some(stream) => stream,
+                        None => backend.insert(connect_backend(backend_addr, &client, &responses)?),
+                    };
+                    if stream.write_all(&forward).is_err() {
+                        break 'relay End::Cut;
+                    }
                 }
             }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => match &request {
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => match &receiving {
                 Some(r) if r.started.elapsed() > limits.request_timeout => {
                     log::warn!("connection cut off: request not complete after {:?}", limits.request_timeout);
                     break End::Cut;
                 }
-                None if idle_since.elapsed() > limits.idle_timeout => break End::Finished,
+                None if unanswered.is_none() && idle_since.elapsed() > limits.idle_timeout => break End::Finished,
                 _ => {}
             },
             Err(_) => break End::Cut,
@@ -244,10 +262,13 @@ fn connect_backend(addr: SocketAddr, client: &TcpStream, responses: &Arc<AtomicU
     thread::Builder::new().name("relay-back".to_owned()).stack_size(STACK).spawn(move || {
         let mut buf = [0u8; 8192];
         while let Ok(n) = from.read(&mut buf) {
-            if n == 0 || to.write_all(&buf[..n]).is_err() {
+            if n == 0 {
                 break;
             }
             responses.fetch_add(1, Ordering::SeqCst);
+            if to.write_all(&buf[..n]).is_err() {
+                break;
+            }
         }
         let _ = to.shutdown(Shutdown::Both); // also wakes the client-side reader
         let _ = from.shutdown(Shutdown::Both);
@@ -272,7 +293,7 @@ impl Reject {
             Reject::TooManyConnections => "Too many connections",
             Reject::HeadTooLarge => "Request line and headers are larger than 16384 bytes",
             Reject::BodyTooLarge => "Request body is larger than 65536 bytes",
-            Reject::AmbiguousLength => "Content-Length is repeated or sent with Transfer-Encoding",
+            Reject::AmbiguousLength => "Content-Length is invalid, repeated, or sent with Transfer-Encoding",
             Reject::UnsupportedTransferEncoding => "Transfer-Encoding other than chunked",
         }
     }
@@ -297,64 +318,103 @@ fn rejection(reject: Reject) -> Vec<u8> {
     .into_bytes()
 }
 
-/// One request as its bytes arrive: the head is held back until it is whole and checked.
+/// One request as its bytes arrive: the head is held back until it is whole and checked; the
+/// body is counted, so that the next request's bytes are known for what they are.
 struct Request {
     started: Instant,
     /// The response count when this request began; a higher count means it is being answered.
     responses_before: u64,
     head: Vec<u8>,
     head_done: bool,
+    /// Body bytes still to come (from `Content-Length`, 0 without one); `None` while the head
+    /// is incomplete and for a chunked body, whose end only rouille finds.
+    body_left: Option<usize>,
     body_bytes: usize,
 }
 
 impl Request {
     fn new(responses_before: u64) -> Request {
-        Request { started: Instant::now(), responses_before, head: Vec::new(), head_done: false, body_bytes: 0 }
+        Request {
+            started: Instant::now(),
+            responses_before,
+            head: Vec::new(),
+            head_done: false,
+            body_left: None,
+            body_bytes: 0,
+        }
     }
 
-    /// Takes bytes from the client; returns what may go on to rouille now.
-    fn feed(&mut self, data: &[u8]) -> Result<Vec<u8>, Reject> {
+    fn is_complete(&self) -> bool {
+        self.head_done && self.body_left == Some(0)
+    }
+
+    fn length_unknown(&self) -> bool {
+        self.head_done && self.body_left.is_none()
+    }
+
+    /// Takes bytes from the client; returns what may go on to rouille now, and how many of
+    /// `data` belong to this request (the rest begin the next one).
+    fn feed(&mut self, data: &[u8]) -> Result<(Vec<u8>, usize), Reject> {
         if self.head_done {
-            self.body_bytes += data.len();
-            return if self.body_bytes > BODY_LIMIT + FRAMING { Err(Reject::BodyTooLarge) } else { Ok(data.to_vec()) };
+            return self.body(data);
         }
-        let searched = self.head.len().saturating_sub(3);
+        let before = self.head.len();
         self.head.extend_from_slice(data);
-        let blank_line = self.head[searched..].windows(4).position(|w| w == b"\r\n\r\n");
-        let Some(end) = blank_line.map(|i| searched + i + 4) else {
-            return if self.head.len() > HEAD_LIMIT { Err(Reject::HeadTooLarge) } else { Ok(Vec::new()) };
+        let blank_line = self.head[before.saturating_sub(3)..].windows(4).position(|w| w == b"\r\n\r\n");
+        let Some(end) = blank_line.map(|i| before.saturating_sub(3) + i + 4) else {
+            return if self.head.len() > HEAD_LIMIT { Err(Reject::HeadTooLarge) } else { Ok((Vec::new(), data.len())) };
         };
         if end > HEAD_LIMIT {
             return Err(Reject::HeadTooLarge);
         }
+        self.head.truncate(end);
         self.head_done = true;
-        let body = self.head.split_off(end);
-        self.body_bytes = body.len();
-        let mut forward = checked_head(&self.head)?;
+        let (mut forward, body_length) = checked_head(&self.head)?;
+        self.body_left = body_length;
+        let used_by_head = end - before;
+        let (body, used) = self.body(&data[used_by_head..])?;
         forward.extend_from_slice(&body);
-        Ok(forward)
+        Ok((forward, used_by_head + used))
+    }
+
+    fn body(&mut self, data: &[u8]) -> Result<(Vec<u8>, usize), Reject> {
+        let take = self.body_left.map_or(data.len(), |left| left.min(data.len()));
+        if let Some(left) = &mut self.body_left {
+            *left -= take;
+        }
+        self.body_bytes += take;
+        if self.body_bytes > BODY_LIMIT + FRAMING {
+            return Err(Reject::BodyTooLarge);
+        }
+        Ok((data[..take].to_vec(), take))
     }
 }
 
-/// The head as rouille should see it: framing unambiguous (RFC 9112 §6.3), the target in
-/// origin form (`GET http://host/path` becomes `GET /path`), non-ASCII bytes percent-encoded.
-fn checked_head(head: &[u8]) -> Result<Vec<u8>, Reject> {
-    let (mut lengths, mut encodings) = (0, 0);
+/// The head as rouille should see it, and the body's length (`None`: chunked). Framing must
+/// be unambiguous (RFC 9112 §6.3); the target goes to origin form (`GET http://host/path`
+/// becomes `GET /path`); non-ASCII bytes are percent-encoded.
+fn checked_head(head: &[u8]) -> Result<(Vec<u8>, Option<usize>), Reject> {
+    let (mut lengths, mut chunked) = (Vec::new(), 0);
     for line in head.split(|&b| b == b'\n').skip(1) {
         let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
         let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
         if name.eq_ignore_ascii_case(b"content-length") {
-            lengths += 1;
+            let digits = value.iter().all(u8::is_ascii_digit) && !value.is_empty();
+            let length = std::str::from_utf8(value).ok().filter(|_| digits).and_then(|v| v.parse::<usize>().ok());
+            lengths.push(length.ok_or(Reject::AmbiguousLength)?);
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            encodings += 1;
             if !value.eq_ignore_ascii_case(b"chunked") {
                 return Err(Reject::UnsupportedTransferEncoding);
             }
+            chunked += 1;
         }
     }
-    if lengths > 1 || encodings > 1 || (lengths == 1 && encodings == 1) {
-        return Err(Reject::AmbiguousLength);
-    }
+    let body_length = match (lengths.as_slice(), chunked) {
+        ([], 0) => Some(0),
+        ([length], 0) => Some(*length),
+        ([], 1) => None,
+        _ => return Err(Reject::AmbiguousLength),
+    };
     let (request_line, rest) = head.split_at(head.iter().position(|&b| b == b'\n').unwrap_or(head.len()));
     let mut out = Vec::with_capacity(head.len());
     let mut parts = request_line.splitn(3, |&b| b == b' ');
@@ -369,7 +429,7 @@ fn checked_head(head: &[u8]) -> Result<Vec<u8>, Reject> {
         _ => percent_encode_non_ascii(request_line, &mut out), // malformed: rouille answers 400
     }
     percent_encode_non_ascii(rest, &mut out);
-    Ok(out)
+    Ok((out, body_length))
 }
 
 /// `http://host:port/path?q` to `/path?q` (and `http://host` to `/`); anything else as it is.
@@ -396,18 +456,38 @@ fn percent_encode_non_ascii(bytes: &[u8], out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    fn whole(request: &[u8]) -> Result<Vec<u8>, Reject> {
-        Request::new(0).feed(request)
+    /// What goes on to rouille for one request, if it is whole in `bytes`.
+    fn whole(bytes: &[u8]) -> Result<Vec<u8>, Reject> {
+        Request::new(0).feed(bytes).map(|(forward, _)| forward)
     }
 
     #[test]
     fn a_head_is_held_back_until_its_blank_line() {
         let mut r = Request::new(0);
-        assert_eq!(r.feed(b"GET / HTTP/1.1\r\nHost: x\r").unwrap(), b"");
-        assert_eq!(r.feed(b"\n\r").unwrap(), b"");
-        assert_eq!(r.feed(b"\nbody").unwrap(), b"GET / HTTP/1.1\r\nHost: x\r\n\r\nbody");
-        assert_eq!(r.feed(&vec![b'x'; BODY_LIMIT]).unwrap().len(), BODY_LIMIT, "a full body fits");
-        assert_eq!(r.feed(&vec![b'x'; FRAMING]), Err(Reject::BodyTooLarge));
+        let start = b"POST / HTTP/1.1\r\nContent-Length: 4\r";
+        assert_eq!(r.feed(start).unwrap(), (vec![], start.len()));
+        assert_eq!(r.feed(b"\n\r").unwrap(), (vec![], 2));
+        assert_eq!(r.feed(b"\nbo").unwrap(), (b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbo".to_vec(), 3));
+        assert!(!r.is_complete());
+        assert_eq!(r.feed(b"dyGET /next").unwrap(), (b"dy".to_vec(), 2), "the rest begins the next request");
+        assert!(r.is_complete());
+    }
+
+    #[test]
+    fn requests_without_a_body_end_with_their_head() {
+        let mut r = Request::new(0);
+        let two = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
+        assert_eq!(r.feed(two).unwrap(), (b"GET /a HTTP/1.1\r\n\r\n".to_vec(), 19));
+        assert!(r.is_complete());
+    }
+
+    #[test]
+    fn a_chunked_body_is_counted_against_the_limit() {
+        let mut r = Request::new(0);
+        assert!(r.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").is_ok());
+        assert!(r.length_unknown());
+        assert_eq!(r.feed(&vec![b'x'; BODY_LIMIT]).unwrap().1, BODY_LIMIT, "a full body fits");
+        assert_eq!(r.feed(&vec![b'x'; FRAMING + 1]), Err(Reject::BodyTooLarge));
     }
 
     #[test]
@@ -428,6 +508,8 @@ mod tests {
                 b"POST / HTTP/1.1\r\ntransfer-encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
                 Reject::AmbiguousLength,
             ),
+            (b"POST / HTTP/1.1\r\nContent-Length: -1\r\n\r\n", Reject::AmbiguousLength),
+            (b"POST / HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n", Reject::AmbiguousLength),
             (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Reject::UnsupportedTransferEncoding),
             (b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", Reject::UnsupportedTransferEncoding),
         ];

@@ -17,7 +17,7 @@ use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::auth::Verifier;
 use crate::config::{Config, Cors};
@@ -55,12 +55,20 @@ impl Running {
         if self.thread.is_none() {
             return;
         }
+        let deadline = Instant::now() + DRAIN_TIMEOUT;
         if !self.guard.stop(DRAIN_TIMEOUT) {
             log::warn!("{} connections still open after {DRAIN_TIMEOUT:?}", self.guard.open_connections());
         }
         self.stop.store(true, Ordering::SeqCst);
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
+        // rouille waits for every handler; one stuck on a frozen database must not hold the
+        // stop past the drain timeout (the process exits, and the thread with it).
+        while self.thread.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        match self.thread.take() {
+            Some(thread) if thread.is_finished() => drop(thread.join()),
+            Some(_) => log::warn!("requests still running after {DRAIN_TIMEOUT:?}; not waiting for them"),
+            None => {}
         }
     }
 }

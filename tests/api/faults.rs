@@ -260,3 +260,40 @@ fn hostile_requests_get_a_4xx_or_a_closed_connection_and_the_server_keeps_servin
     let tasks = app.get("/api/tasks", "u1").json();
     assert_eq!(tasks.as_array().unwrap().len(), 1, "nothing was created: {tasks}");
 }
+
+#[test]
+fn keep_alive_requests_whose_head_and_body_arrive_apart_are_all_answered() {
+    let app = spawn_app();
+    let mut stream = TcpStream::connect(app.addr).unwrap();
+    stream.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let body = r#"{"title":"split"}"#;
+    let head = format!(
+        "POST /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+        token("u1"),
+        body.len()
+    );
+    for i in 0..20 {
+        stream.write_all(head.as_bytes()).unwrap();
+        std::thread::sleep(Duration::from_millis(if i % 2 == 0 { 50 } else { 0 }));
+        stream.write_all(body.as_bytes()).unwrap();
+        let mut response = Vec::new();
+        let mut buf = [0u8; 4096];
+        while !response.windows(4).any(|w| w == b"\r\n\r\n") || !response.ends_with(b"}") {
+            let n = stream.read(&mut buf).unwrap_or_else(|e| panic!("request {i}: no response: {e}"));
+            assert!(n > 0, "request {i}: connection closed");
+            response.extend_from_slice(&buf[..n]);
+        }
+        assert!(response.starts_with(b"HTTP/1.1 201"), "request {i}: {}", String::from_utf8_lossy(&response));
+    }
+    // Two requests in one write (pipelined) get two responses.
+    stream
+        .write_all(
+            b"GET /health HTTP/1.1\r\nHost: x\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+        )
+        .unwrap();
+    let mut rest = Vec::new();
+    let _ = stream.read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
+    assert_eq!(app.get("/api/tasks", "u1").header("X-Total-Count"), Some("20"));
+}
