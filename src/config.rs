@@ -165,8 +165,13 @@ fn database_url(
     if config.get_application_name().is_none() {
         config.application_name("todo-api");
     }
-    // Detect dead peers on idle pooled connections (network partitions).
-    config.keepalives(true).keepalives_idle(Duration::from_secs(30));
+    // Detect dead peers (network partitions): on idle connections by keepalives, on busy
+    // ones by how long sent data may stay unacknowledged.
+    config.keepalives(true).keepalives_idle(Duration::from_secs(30)).keepalives_interval(Duration::from_secs(5));
+    config.keepalives_retries(3);
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(Duration::from_secs(10));
+    }
     Ok(Some(config))
 }
 

@@ -69,10 +69,10 @@ impl r2d2::ManageConnection for Manager {
         Ok(Conn { client: Some(client), alive_at: Instant::now() })
     }
 
-    /// At checkout: a connection not known to be alive in the last `FRESH` is asked (one
-    /// round trip, at most `check_timeout`). Under load every connection comes back within
-    /// milliseconds, so the check costs nothing; after an outage every connection is older
-    /// than `FRESH`, so none that died is handed out.
+    /// At checkout: a connection not checked in the last `FRESH` is asked (one round trip, at
+    /// most `check_timeout`). Under load that is a few checks a second per connection instead
+    /// of one per request; a connection that died less than `FRESH` after its last check can
+    /// still be handed out, and fails that one request with a 503.
     fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
         if conn.alive_at.elapsed() < FRESH {
             return Ok(());
@@ -82,17 +82,13 @@ impl r2d2::ManageConnection for Manager {
         Ok(())
     }
 
-    /// At return: a closed connection is dropped; an open one has just done its work.
+    /// At return: a closed connection is dropped.
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        if conn.is_closed() {
-            return true;
-        }
-        conn.alive_at = Instant::now();
-        false
+        conn.is_closed()
     }
 }
 
-/// How recently a connection must have been seen working to skip the checkout check.
+/// How recently a connection must have passed the checkout check to skip it.
 const FRESH: Duration = Duration::from_millis(250);
 
 /// A pooled connection. Closing a `postgres::Client` waits for the server to close the
@@ -100,7 +96,7 @@ const FRESH: Duration = Duration::from_millis(250);
 /// own and the request that dropped it (say, after a failed liveness check) is not held up.
 pub struct Conn {
     client: Option<Client>,
-    /// When the connection was last seen working.
+    /// When the connection last passed the checkout check.
     alive_at: Instant,
 }
 

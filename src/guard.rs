@@ -8,8 +8,9 @@
 //! Invariants a reviewer can check in this file alone:
 //! - at most `max_connections` client connections are open; a connection beyond that gets a
 //!   503 and is closed at once;
-//! - a connection idle between requests is closed after `idle_timeout`; a request that has not
-//!   been answered `request_timeout` after its first byte is cut off (slow clients);
+//! - a connection idle between requests is closed after `idle_timeout`; a request not received
+//!   whole within `request_timeout` of its first byte (slow clients), or not answered within
+//!   `request_timeout` of its last, is cut off;
 //! - a request head reaches rouille only whole, at most `HEAD_LIMIT` bytes (else 431), with
 //!   unambiguous framing (else 400 or 501), in origin form, and ASCII (raw non-ASCII bytes,
 //!   which HTTP does not allow, are percent-encoded);
@@ -30,6 +31,8 @@ use crate::http::{BODY_LIMIT, new_request_id};
 
 /// Largest request line plus headers, in bytes.
 pub const HEAD_LIMIT: usize = 16 * 1024;
+/// The largest `Content-Length` passed on to rouille.
+const DECLARED_LIMIT: usize = 1 << 20;
 /// Slack for chunked-encoding framing on top of the body limit.
 const FRAMING: usize = 4 * 1024;
 /// How often a relay wakes to check its timers and the stop flag.
@@ -125,9 +128,9 @@ fn accept_loop(listener: &TcpListener, backend: SocketAddr, limits: Limits, shar
             continue;
         }
         shared.open.fetch_add(1, Ordering::SeqCst);
-        let counted = Counted(Arc::clone(shared));
+        let counted = Arc::new(Counted(Arc::clone(shared)));
         let spawned = thread::Builder::new().name("relay".to_owned()).stack_size(STACK).spawn(move || {
-            if let Err(e) = relay(client, backend, limits, &counted.0) {
+            if let Err(e) = relay(client, backend, limits, &counted) {
                 log::debug!("connection ended: {e}");
             }
         });
@@ -137,7 +140,8 @@ fn accept_loop(listener: &TcpListener, backend: SocketAddr, limits: Limits, shar
     }
 }
 
-/// Decrements the open-connection count when a relay ends, however it ends.
+/// Decrements the open-connection count when both directions of a relay have ended, however
+/// they end.
 struct Counted(Arc<Shared>);
 
 impl Drop for Counted {
@@ -156,7 +160,8 @@ enum End {
 
 /// Client to rouille, in this thread; rouille to client, in a second one started on the first
 /// request byte (an idle connection costs one thread).
-fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, shared: &Shared) -> io::Result<()> {
+fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, counted: &Arc<Counted>) -> io::Result<()> {
+    let shared = &counted.0;
     client.set_read_timeout(Some(TICK))?;
     client.set_write_timeout(Some(WRITE_TIMEOUT))?;
     client.set_nodelay(true)?;
@@ -165,7 +170,7 @@ fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, shared: &S
     let responses = Arc::new(AtomicU64::new(0));
     let mut backend: Option<TcpStream> = None;
     let mut receiving: Option<Request> = None; // a request whose bytes are still arriving
-    let mut unanswered: Option<u64> = None; // the last whole request: the count it waits to pass
+    let mut unanswered: Option<(u64, Instant)> = None; // the last whole request: the count it waits to pass
     let mut over_budget: Option<Instant> = None; // a body too large: rouille answers, then we end
     let mut idle_since = Instant::now();
     let mut buf = [0u8; 8192];
@@ -174,7 +179,7 @@ fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, shared: &S
         if receiving.as_ref().is_some_and(|r| r.length_unknown() && seen > r.responses_before) {
             receiving = None; // a chunked body is over once its response starts
         }
-        if unanswered.is_some_and(|before| seen > before) {
+        if unanswered.is_some_and(|(before, _)| seen > before) {
             unanswered = None;
             idle_since = Instant::now();
         }
@@ -216,7 +221,7 @@ fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, shared: &S
                         }
                     };
                     if current.is_complete() {
-                        unanswered = Some(current.responses_before);
+                        unanswered = Some((current.responses_before, Instant::now()));
                         receiving = None;
                     }
                     if forward.is_empty() {
@@ -224,7 +229,7 @@ fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, shared: &S
                     }
                     let stream = match &mut backend {
                         Some(stream) => stream,
-                        None => backend.insert(connect_backend(backend_addr, &client, &responses)?),
+                        None => backend.insert(connect_backend(backend_addr, &client, &responses, counted)?),
                     };
                     if stream.write_all(&forward).is_err() {
                         break 'relay End::Cut;
@@ -237,6 +242,10 @@ fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, shared: &S
                     break End::Cut;
                 }
                 None if unanswered.is_none() && idle_since.elapsed() > limits.idle_timeout => break End::Finished,
+                None if unanswered.is_some_and(|(_, at)| at.elapsed() > limits.request_timeout) => {
+                    log::warn!("connection cut off: no answer after {:?}", limits.request_timeout);
+                    break End::Cut;
+                }
                 _ => {}
             },
             Err(_) => break End::Cut,
@@ -254,18 +263,28 @@ fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, shared: &S
 }
 
 /// Connects to rouille and starts the thread that copies its responses to the client.
-fn connect_backend(addr: SocketAddr, client: &TcpStream, responses: &Arc<AtomicU64>) -> io::Result<TcpStream> {
+fn connect_backend(
+    addr: SocketAddr,
+    client: &TcpStream,
+    responses: &Arc<AtomicU64>,
+    counted: &Arc<Counted>,
+) -> io::Result<TcpStream> {
     let backend = TcpStream::connect(addr)?;
     backend.set_nodelay(true)?;
+    backend.set_write_timeout(Some(WRITE_TIMEOUT))?;
     let (mut from, mut to) = (backend.try_clone()?, client.try_clone()?);
-    let responses = Arc::clone(responses);
+    let (responses, counted) = (Arc::clone(responses), Arc::clone(counted));
     thread::Builder::new().name("relay-back".to_owned()).stack_size(STACK).spawn(move || {
+        let _counted = counted;
         let mut buf = [0u8; 8192];
         while let Ok(n) = from.read(&mut buf) {
             if n == 0 {
                 break;
             }
-            responses.fetch_add(1, Ordering::SeqCst);
+            // An interim `100 Continue` asks for the body; it does not answer the request.
+            if !buf[..n].starts_with(b"HTTP/1.1 100 ") {
+                responses.fetch_add(1, Ordering::SeqCst);
+            }
             if to.write_all(&buf[..n]).is_err() {
                 break;
             }
@@ -283,6 +302,7 @@ enum Reject {
     HeadTooLarge,
     /// Not answered by the guard: rouille, which has seen the whole limit, answers.
     BodyTooLarge,
+    DeclaredTooLarge,
     AmbiguousLength,
     UnsupportedTransferEncoding,
 }
@@ -292,8 +312,10 @@ impl Reject {
         match self {
             Reject::TooManyConnections => "Too many connections",
             Reject::HeadTooLarge => "Request line and headers are larger than 16384 bytes",
-            Reject::BodyTooLarge => "Request body is larger than 65536 bytes",
-            Reject::AmbiguousLength => "Content-Length is invalid, repeated, or sent with Transfer-Encoding",
+            Reject::BodyTooLarge | Reject::DeclaredTooLarge => "Request body is larger than 65536 bytes",
+            Reject::AmbiguousLength => {
+                "Content-Length is invalid, repeated, or sent with Transfer-Encoding, or a line ends in a bare LF"
+            }
             Reject::UnsupportedTransferEncoding => "Transfer-Encoding other than chunked",
         }
     }
@@ -304,7 +326,7 @@ fn rejection(reject: Reject) -> Vec<u8> {
     let (status, code) = match reject {
         Reject::TooManyConnections => ("503 Service Unavailable\r\nRetry-After: 1", "unavailable"),
         Reject::HeadTooLarge => ("431 Request Header Fields Too Large", "headers_too_large"),
-        Reject::BodyTooLarge => ("413 Payload Too Large", "payload_too_large"),
+        Reject::BodyTooLarge | Reject::DeclaredTooLarge => ("413 Payload Too Large", "payload_too_large"),
         Reject::AmbiguousLength => ("400 Bad Request", "bad_request"),
         Reject::UnsupportedTransferEncoding => ("501 Not Implemented", "not_implemented"),
     };
@@ -394,6 +416,10 @@ impl Request {
 /// be unambiguous (RFC 9112 §6.3); the target goes to origin form (`GET http://host/path`
 /// becomes `GET /path`); non-ASCII bytes are percent-encoded.
 fn checked_head(head: &[u8]) -> Result<(Vec<u8>, Option<usize>), Reject> {
+    // tiny_http ends lines at CRLF only: a bare LF would make it frame the head differently.
+    if head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r')) {
+        return Err(Reject::AmbiguousLength);
+    }
     let (mut lengths, mut chunked) = (Vec::new(), 0);
     for line in head.split(|&b| b == b'\n').skip(1) {
         let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
@@ -411,6 +437,10 @@ fn checked_head(head: &[u8]) -> Result<(Vec<u8>, Option<usize>), Reject> {
     }
     let body_length = match (lengths.as_slice(), chunked) {
         ([], 0) => Some(0),
+        // tiny_http allocates what is left of a declared body to discard it: a length of
+        // terabytes would abort the process. Up to a megabyte rouille answers (413, or an
+        // earlier 4xx in the contract's order); beyond, the guard does.
+        ([length], 0) if *length > DECLARED_LIMIT => return Err(Reject::DeclaredTooLarge),
         ([length], 0) => Some(*length),
         ([], 1) => None,
         _ => return Err(Reject::AmbiguousLength),
@@ -512,6 +542,8 @@ mod tests {
             (b"POST / HTTP/1.1\r\nContent-Length: 1e3\r\n\r\n", Reject::AmbiguousLength),
             (b"POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", Reject::UnsupportedTransferEncoding),
             (b"POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n", Reject::UnsupportedTransferEncoding),
+            (b"POST / HTTP/1.1\r\nX: a\nContent-Length: 4\r\n\r\n", Reject::AmbiguousLength),
+            (b"POST / HTTP/1.1\r\nContent-Length: 999999999999999\r\n\r\n", Reject::DeclaredTooLarge),
         ];
         for (head, reject) in cases {
             assert_eq!(whole(head), Err(*reject), "{}", String::from_utf8_lossy(head));

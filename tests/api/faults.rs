@@ -111,16 +111,21 @@ fn ambiguous_framing_is_refused_before_it_reaches_the_server() {
         raw(app.addr, request.as_bytes())
     };
     let body = r#"{"title":"smuggled"}"#;
-    let cases = [
+    let mut cases = vec![
         (format!("Content-Length: {}\r\nContent-Length: 5\r\n", body.len()), 400, "bad_request"),
         (format!("Content-Length: {}\r\nTransfer-Encoding: chunked\r\n", body.len()), 400, "bad_request"),
         ("Transfer-Encoding: gzip, chunked\r\n".to_owned(), 501, "not_implemented"),
     ];
+    cases.push(("Content-Length: 999999999999999\r\n".to_owned(), 413, "payload_too_large"));
     for (framing, status, code) in cases {
         let reply = post(&framing, body);
         assert_eq!((reply.status, reply.json()["code"].as_str()), (status, Some(code)), "{framing}");
     }
     assert_eq!(app.get("/api/tasks", "u1").json(), json!([]), "nothing was created");
+    // A declared length of terabytes to a route that reads no body: the process survives.
+    let huge = "GET /health HTTP/1.1\r\nContent-Length: 999999999999999\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw(app.addr, huge.as_bytes()).status, 413);
+    assert_eq!(app.call("GET", "/health").send().status, 200);
 }
 
 #[test]
