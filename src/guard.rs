@@ -86,11 +86,18 @@ impl Guard {
     /// Returns whether they all did.
     pub fn stop(&mut self, drain: Duration) -> bool {
         self.shared.stopping.store(true, Ordering::SeqCst);
-        let _ = TcpStream::connect_timeout(&wake_address(self.addr), Duration::from_secs(1)); // unblock accept()
-        if let Some(thread) = self.thread.take() {
-            let _ = thread.join();
-        }
         let deadline = Instant::now() + drain;
+        // accept() returns only for a connection: make one, again if the first could not be
+        // made (say, with no file descriptor to spare), until the loop has seen the flag.
+        while self.thread.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < deadline {
+            let _ = TcpStream::connect_timeout(&wake_address(self.addr), Duration::from_millis(200));
+            thread::sleep(Duration::from_millis(10));
+        }
+        match self.thread.take() {
+            Some(thread) if thread.is_finished() => drop(thread.join()),
+            Some(_) => log::warn!("the accept loop did not stop"),
+            None => {}
+        }
         while self.open_connections() > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));
         }
