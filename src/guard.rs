@@ -184,7 +184,9 @@ fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, counted: &
     let end = 'relay: loop {
         let seen = responses.load(Ordering::SeqCst);
         if receiving.as_ref().is_some_and(|r| r.length_unknown() && seen > r.responses_before) {
-            receiving = None; // a chunked body is over once its response starts
+            // Where a chunked body ends only rouille knows (it may answer before reading it
+            // all): the connection ends with this response, so no leftover is taken for a head.
+            break End::Finished;
         }
         if unanswered.is_some_and(|(before, _)| seen > before) {
             unanswered = None;

@@ -302,3 +302,26 @@ fn keep_alive_requests_whose_head_and_body_arrive_apart_are_all_answered() {
     assert_eq!(text.matches("HTTP/1.1 200").count(), 2, "{text}");
     assert_eq!(app.get("/api/tasks", "u1").header("X-Total-Count"), Some("20"));
 }
+
+#[test]
+fn a_chunked_request_is_answered_and_then_its_connection_closes() {
+    // Only rouille finds where a chunked body ends (and it may answer first): the guard ends
+    // the connection with the response.
+    let app = spawn_app();
+    let chunked = |auth: &str| {
+        format!(
+            "POST /api/tasks HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n\
+             11\r\n{{\"title\":\"chunk\"}}\r\n0\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n"
+        )
+    };
+    for (auth, status) in [(format!("Authorization: Bearer {}\r\n", token("u1")), "201"), (String::new(), "401")] {
+        let mut stream = TcpStream::connect(app.addr).unwrap();
+        stream.write_all(chunked(&auth).as_bytes()).unwrap();
+        let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(5));
+        let text = String::from_utf8_lossy(&response);
+        assert!(closed, "closed after the response");
+        assert!(text.starts_with(&format!("HTTP/1.1 {status}")), "{text}");
+    }
+    assert_eq!(app.call("GET", "/health").send().status, 200);
+    assert_eq!(app.get("/api/tasks", "u1").header("X-Total-Count"), Some("1"));
+}
