@@ -239,17 +239,9 @@ else
 fi
 
 # --- load ------------------------------------------------------------------------------------------
-b64url() { base64 | tr '+/' '-_' | tr -d '=\n'; }
-jwt() {
-  local now header payload signature
-  now=$(date +%s)
-  header=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
-  payload=$(printf '{"sub":"%s","iat":%d,"exp":%d}' "$1" "$now" $((now + 600)) | b64url)
-  signature=$(printf '%s' "$header.$payload" | openssl dgst -sha256 -hmac "$SECRET" -binary | b64url)
-  printf '%s.%s.%s\n' "$header" "$payload" "$signature"
-}
+. scripts/jwt.sh
 : >"$DIR/tokens.txt"
-for i in $(seq 1 24); do jwt "load-user-$i" >>"$DIR/tokens.txt"; done
+for i in $(seq 1 24); do BETTER_AUTH_SECRET=$SECRET jwt "load-user-$i" 600 >>"$DIR/tokens.txt"; echo >>"$DIR/tokens.txt"; done
 
 # One connection per wrk thread: a thread stops itself in response() after its share, when it
 # has no request in flight, so the run is exactly REQUESTS requests and none is cut off.

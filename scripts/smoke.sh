@@ -35,18 +35,7 @@ trap cleanup EXIT
 
 # --- tokens ---------------------------------------------------------------------------------
 
-b64url() { base64 | tr '+/' '-_' | tr -d '=\n'; }
-
-# jwt SUB: an HS256 token for SUB, issued now, expiring in 300 s.
-jwt() {
-  local now header payload signature
-  now=$(date +%s)
-  header=$(printf '{"alg":"HS256","typ":"JWT"}' | b64url)
-  payload=$(printf '{"sub":"%s","iat":%d,"exp":%d}' "$1" "$now" $((now + 300)) | b64url)
-  signature=$(printf '%s' "$header.$payload" |
-    openssl dgst -sha256 -hmac "$BETTER_AUTH_SECRET" -binary | b64url)
-  printf '%s.%s.%s' "$header" "$payload" "$signature"
-}
+. "$(dirname "$0")/jwt.sh"
 
 run_id=$(openssl rand -hex 6)
 user="smoke-$run_id"
