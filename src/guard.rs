@@ -290,6 +290,7 @@ fn connect_backend(
             if n == 0 {
                 break;
             }
+            let _ = socket2::SockRef::from(&from).set_tcp_quickack(true);
             // An interim `100 Continue` asks for the body; it does not answer the request.
             if !buf[..n].starts_with(b"HTTP/1.1 100 ") {
                 responses.fetch_add(1, Ordering::SeqCst);
