@@ -11,7 +11,8 @@
 use std::ops::{Deref, DerefMut};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use postgres::Client;
+use postgres::types::{ToSql, Type};
+use postgres::{Client, Row, Statement};
 use postgres_openssl::MakeTlsConnector;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -58,6 +59,7 @@ pub struct Manager {
     tls: MakeTlsConnector,
     /// How long a pooled connection's liveness check may take before it counts as dead.
     check_timeout: Duration,
+    prepared_statements: bool,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -66,7 +68,8 @@ impl r2d2::ManageConnection for Manager {
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
         let client = self.config.connect(self.tls.clone())?;
-        Ok(Conn { client: Some(client), alive_at: Instant::now() })
+        let statements = self.prepared_statements.then(Vec::new);
+        Ok(Conn { client: Some(client), alive_at: Instant::now(), statements })
     }
 
     /// At checkout: a connection not checked in the last `FRESH` is asked (one round trip, at
@@ -98,6 +101,35 @@ pub struct Conn {
     client: Option<Client>,
     /// When the connection last passed the checkout check.
     alive_at: Instant,
+    /// With `DB_PREPARED_STATEMENTS=true`, the statements prepared on this connection so far.
+    statements: Option<Vec<(&'static str, Statement)>>,
+}
+
+/// A statement's parameters, each with its type, so the server infers none.
+pub type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
+
+impl Conn {
+    /// Runs one statement from `sql/` in one round trip. By default it goes unnamed: parsed and
+    /// planned with every execution, which works through any pooler. With prepared statements
+    /// on, it is prepared on this connection the first time (one more round trip, once) and
+    /// afterwards only bound and run, without planning.
+    pub fn query(&mut self, sql: Sql, params: &Params) -> Result<Vec<Row>, postgres::Error> {
+        let client = self.client.as_mut().unwrap_or_else(|| unreachable!("taken only in drop"));
+        let Some(statements) = &mut self.statements else {
+            return client.query_typed(sql.text, params);
+        };
+        let statement = match statements.iter().find(|(file, _)| *file == sql.file) {
+            Some((_, statement)) => statement.clone(),
+            None => {
+                let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
+                let statement = client.prepare_typed(sql.text, &types)?;
+                statements.push((sql.file, statement.clone()));
+                statement
+            }
+        };
+        let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(value, _)| *value).collect();
+        client.query(&statement, &values)
+    }
 }
 
 impl Deref for Conn {
@@ -155,7 +187,12 @@ pub fn pool(config: &Config) -> Result<Pool, String> {
     // A quarter of the checkout budget, so a dead connection or two still leaves time for a
     // good one; at least 100 ms so that a busy but healthy server is not taken for dead.
     let check_timeout = (config.pool_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let manager = Manager { config: config.database.clone(), tls, check_timeout };
+    let manager = Manager {
+        config: config.database.clone(),
+        tls,
+        check_timeout,
+        prepared_statements: config.prepared_statements,
+    };
     Ok(r2d2::Pool::builder()
         .max_size(config.pool_size)
         .min_idle(Some(config.pool_size.min(4)))
@@ -226,15 +263,18 @@ pub struct Timestamp(pub SystemTime);
 
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        serializer.serialize_str(&rfc3339(self.0))
+        let mut buf = [0u8; 27];
+        let text = rfc3339(self.0, &mut buf).ok_or_else(|| serde::ser::Error::custom("timestamp outside years 0-9999"))?;
+        serializer.serialize_str(text)
     }
 }
 
-/// `2026-01-08T10:00:00.123456Z`. Civil-from-days after H. Hinnant's algorithm.
-pub fn rfc3339(time: SystemTime) -> String {
+/// `2026-01-08T10:00:00.123456Z`, written into `buf` without allocating (a page of tasks has
+/// two per task); `None` outside the years 0000-9999. Civil-from-days after H. Hinnant.
+pub fn rfc3339(time: SystemTime, buf: &mut [u8; 27]) -> Option<&str> {
     let micros: i64 = match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).unwrap_or(i64::MAX),
-        Err(e) => -i64::try_from(e.duration().as_micros()).unwrap_or(i64::MAX),
+        Ok(d) => i64::try_from(d.as_micros()).ok()?,
+        Err(e) => -i64::try_from(e.duration().as_micros()).ok()?,
     };
     let (days, micros_of_day) = (micros.div_euclid(86_400_000_000), micros.rem_euclid(86_400_000_000));
     let secs_of_day = micros_of_day / 1_000_000;
@@ -247,13 +287,26 @@ pub fn rfc3339(time: SystemTime) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:06}Z",
-        secs_of_day / 3600,
-        secs_of_day / 60 % 60,
-        secs_of_day % 60,
-        micros_of_day % 1_000_000
-    )
+    if !(0..=9999).contains(&year) {
+        return None;
+    }
+    *buf = *b"0000-00-00T00:00:00.000000Z";
+    let fields = [
+        (0, 4, year),
+        (5, 2, month),
+        (8, 2, day),
+        (11, 2, secs_of_day / 3600),
+        (14, 2, secs_of_day / 60 % 60),
+        (17, 2, secs_of_day % 60),
+        (20, 6, micros_of_day % 1_000_000),
+    ];
+    for (at, width, mut value) in fields {
+        for digit in buf[at..at + width].iter_mut().rev() {
+            *digit = b'0' + u8::try_from(value % 10).ok()?;
+            value /= 10;
+        }
+    }
+    std::str::from_utf8(buf).ok()
 }
 
 #[cfg(test)]
@@ -262,12 +315,17 @@ mod tests {
 
     #[test]
     fn timestamps_are_rfc3339_utc_with_six_digits() {
-        let at = |micros: u64| rfc3339(UNIX_EPOCH + Duration::from_micros(micros));
+        let text = |time: SystemTime| rfc3339(time, &mut [0; 27]).map(str::to_owned);
+        let at = |micros: u64| text(UNIX_EPOCH + Duration::from_micros(micros)).unwrap();
         assert_eq!(at(0), "1970-01-01T00:00:00.000000Z");
         assert_eq!(at(1_767_866_400_123_456), "2026-01-08T10:00:00.123456Z");
         assert_eq!(at(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
         assert_eq!(at(4_107_542_399_999_999), "2100-02-28T23:59:59.999999Z");
-        assert_eq!(rfc3339(UNIX_EPOCH - Duration::from_micros(1)), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(at(253_402_300_799_999_999), "9999-12-31T23:59:59.999999Z");
+        assert_eq!(text(UNIX_EPOCH - Duration::from_micros(1)).unwrap(), "1969-12-31T23:59:59.999999Z");
+        assert_eq!(text(UNIX_EPOCH - Duration::from_secs(62_167_219_200)).unwrap(), "0000-01-01T00:00:00.000000Z");
+        assert_eq!(text(UNIX_EPOCH + Duration::from_micros(253_402_300_800_000_000)), None, "year 10000");
+        assert_eq!(text(UNIX_EPOCH - Duration::from_secs(62_167_219_201)), None, "year -1");
     }
 
     /// Isolation is enforced by the SQL itself: after every mention of the `tasks` table, a

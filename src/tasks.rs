@@ -14,7 +14,7 @@ use serde_json::{Map, Value};
 
 use crate::App;
 use crate::auth::UserId;
-use crate::db::{self, Sql, Timestamp};
+use crate::db::{self, Params, Sql, Timestamp};
 use crate::error::{ApiError, FieldError};
 use crate::http::{Route, json, percent_decode, read_json};
 
@@ -25,21 +25,21 @@ const QUERY_MAX: usize = 1000;
 const LIMIT_MAX: i64 = 1000;
 const LIMIT_DEFAULT: i64 = 100;
 
-/// A task as stored and as sent.
+/// A task as stored and as sent, borrowed from its row.
 #[derive(Debug, Serialize)]
-pub struct Task {
+pub struct Task<'a> {
     pub id: i64,
-    pub user_id: String,
-    pub title: String,
-    pub description: Option<String>,
+    pub user_id: &'a str,
+    pub title: &'a str,
+    pub description: Option<&'a str>,
     pub completed: bool,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
-impl Task {
+impl Task<'_> {
     /// The one row mapping; every task statement returns these seven columns first.
-    fn from_row(row: &Row) -> Result<Task, postgres::Error> {
+    fn from_row(row: &Row) -> Result<Task<'_>, postgres::Error> {
         Ok(Task {
             id: row.try_get(0)?,
             user_id: row.try_get(1)?,
@@ -156,11 +156,15 @@ fn required_body(request: &Request) -> Result<Value, ApiError> {
     read_json(request)?.ok_or(ApiError::InvalidJson)
 }
 
-/// Runs one task statement and maps its row, if any.
-fn task(app: &App, sql: Sql, params: &[(&(dyn ToSql + Sync), Type)]) -> Result<Option<Task>, ApiError> {
-    let mut client = app.pool.get()?;
-    let row = client.query_typed_opt(sql.text, params)?;
-    Ok(row.as_ref().map(Task::from_row).transpose()?)
+/// Runs one statement on one task: its row, or `None` when the caller has no such task.
+fn one(app: &App, sql: Sql, params: &Params) -> Result<Option<Row>, ApiError> {
+    let mut conn = app.pool.get()?;
+    Ok(conn.query(sql, params)?.into_iter().next())
+}
+
+/// The task in `row` as the response body.
+fn task(status: u16, row: &Row) -> Result<Response, ApiError> {
+    Ok(json(status, &Task::from_row(row)?))
 }
 
 pub fn create(app: &App, user: &UserId, request: &Request, route: &Route) -> Result<Response, ApiError> {
@@ -172,15 +176,13 @@ pub fn create(app: &App, user: &UserId, request: &Request, route: &Route) -> Res
     let completed = fields.completed.unwrap_or(false);
     let params: [(&(dyn ToSql + Sync), Type); 4] =
         [(&user.as_str(), Type::TEXT), (&title, Type::TEXT), (&description, Type::TEXT), (&completed, Type::BOOL)];
-    let task =
-        task(app, db::INSERT_TASK, &params)?.ok_or_else(|| ApiError::Internal("insert returned no row".to_owned()))?;
-    let location = format!("{}/{}", route.collection(), task.id);
-    Ok(json(201, &task).with_unique_header("Location", location))
+    let row = one(app, db::INSERT_TASK, &params)?.ok_or_else(|| ApiError::Internal("insert returned no row".into()))?;
+    let location = format!("{}/{}", route.collection(), row.try_get::<_, i64>(0)?);
+    Ok(task(201, &row)?.with_unique_header("Location", location))
 }
 
 pub fn get(app: &App, user: &UserId, id: i64) -> Result<Response, ApiError> {
-    let task = task(app, db::GET_TASK, &[(&id, Type::INT8), (&user.as_str(), Type::TEXT)])?.ok_or(NOT_FOUND)?;
-    Ok(json(200, &task))
+    task(200, &one(app, db::GET_TASK, &[(&id, Type::INT8), (&user.as_str(), Type::TEXT)])?.ok_or(NOT_FOUND)?)
 }
 
 /// `PUT`: the title is required; absent optional fields stay as they are.
@@ -210,8 +212,7 @@ fn apply(app: &App, user: &UserId, id: i64, fields: Fields) -> Result<Response, 
         (&description, Type::TEXT),
         (&fields.completed, Type::BOOL),
     ];
-    let task = task(app, db::UPDATE_TASK, &params)?.ok_or(NOT_FOUND)?;
-    Ok(json(200, &task))
+    task(200, &one(app, db::UPDATE_TASK, &params)?.ok_or(NOT_FOUND)?)
 }
 
 /// `PATCH .../complete`: no body or `{}` toggles; `{"completed": bool}` sets.
@@ -225,14 +226,11 @@ pub fn complete(app: &App, user: &UserId, request: &Request, id: i64) -> Result<
     };
     let params: [(&(dyn ToSql + Sync), Type); 3] =
         [(&id, Type::INT8), (&user.as_str(), Type::TEXT), (&set, Type::BOOL)];
-    let task = task(app, db::COMPLETE_TASK, &params)?.ok_or(NOT_FOUND)?;
-    Ok(json(200, &task))
+    task(200, &one(app, db::COMPLETE_TASK, &params)?.ok_or(NOT_FOUND)?)
 }
 
 pub fn delete(app: &App, user: &UserId, id: i64) -> Result<Response, ApiError> {
-    let mut client = app.pool.get()?;
-    let params: [(&(dyn ToSql + Sync), Type); 2] = [(&id, Type::INT8), (&user.as_str(), Type::TEXT)];
-    client.query_typed_opt(db::DELETE_TASK.text, &params)?.ok_or(NOT_FOUND)?;
+    one(app, db::DELETE_TASK, &[(&id, Type::INT8), (&user.as_str(), Type::TEXT)])?.ok_or(NOT_FOUND)?;
     Ok(Response::empty_204())
 }
 
@@ -358,9 +356,9 @@ pub fn list(app: &App, user: &UserId, request: &Request, route: &Route) -> Resul
         _ => None,
     };
     let descending = query.order == "desc";
-    let mut client = app.pool.get()?;
-    let rows = client.query_typed(
-        db::LIST_TASKS.text,
+    let mut conn = app.pool.get()?;
+    let rows = conn.query(
+        db::LIST_TASKS,
         &[
             (&user.as_str(), Type::TEXT),
             (&completed, Type::BOOL),
@@ -374,14 +372,14 @@ pub fn list(app: &App, user: &UserId, request: &Request, route: &Route) -> Resul
     let total: i64 = match rows.first() {
         Some(row) => row.try_get(7)?,
         None if query.offset == 0 => 0,
-        None => client
-            .query_typed_one(
-                db::COUNT_TASKS.text,
-                &[(&user.as_str(), Type::TEXT), (&completed, Type::BOOL), (&query.q, Type::TEXT)],
-            )?
-            .try_get(0)?,
+        None => {
+            let params: [(&(dyn ToSql + Sync), Type); 3] =
+                [(&user.as_str(), Type::TEXT), (&completed, Type::BOOL), (&query.q, Type::TEXT)];
+            let count = conn.query(db::COUNT_TASKS, &params)?.into_iter().next();
+            count.ok_or_else(|| ApiError::Internal("count returned no row".into()))?.try_get(0)?
+        }
     };
-    drop(client);
+    drop(conn);
     let tasks = rows.iter().map(Task::from_row).collect::<Result<Vec<_>, _>>()?;
     let mut links = Vec::new();
     if query.offset.saturating_add(query.limit) < total {

@@ -3,6 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
+use postgres::types::Type;
 use rouille::{Request, Response};
 use serde_json::json;
 use todo_api::App;
@@ -371,4 +372,42 @@ fn neon_style_urls_with_scram_channel_binding_work() {
     let err = todo_api::start(&config, http::dispatch).err().expect("refused");
     assert!(err.contains("cannot connect"), "{err}");
     assert!(!err.contains("a-scram-password"), "{err}");
+}
+
+#[test]
+fn prepared_statements_are_prepared_once_per_connection_and_only_when_asked() {
+    for (setting, expected) in [("false", 0), ("true", 1)] {
+        let db = TestDb::new();
+        let mut vars = base_env(&db.url());
+        vars.insert("DATABASE_URL".to_owned(), db.url()); // a pooler in transaction mode would not keep them
+        vars.insert("DB_PREPARED_STATEMENTS".to_owned(), setting.to_owned());
+        let pool = todo_api::db::pool(&config(&vars)).unwrap();
+        let mut conn = pool.get().unwrap();
+        for id in 1..=3_i64 {
+            let rows = conn.query(todo_api::db::GET_TASK, &[(&id, Type::INT8), (&"alice", Type::TEXT)]).unwrap();
+            assert!(rows.is_empty());
+        }
+        let prepared: i64 = conn
+            .query_typed_one(
+                "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1",
+                &[(&todo_api::db::GET_TASK.text, Type::TEXT)],
+            )
+            .unwrap()
+            .get(0);
+        assert_eq!(prepared, expected, "DB_PREPARED_STATEMENTS={setting}");
+    }
+}
+
+#[test]
+fn the_task_api_works_with_prepared_statements() {
+    let app = spawn_app_with(&[("DB_PREPARED_STATEMENTS", "true"), ("DATABASE_URL", "{db}")], http::dispatch);
+    crate::tasks::round_trip(&app);
+    for i in 0..3 {
+        app.create("bob", &format!("task {i}"));
+    }
+    let page = app.get("/api/tasks?limit=2&offset=2", "bob");
+    assert_eq!(page.header("X-Total-Count"), Some("3"));
+    assert_eq!(page.json().as_array().unwrap().len(), 1);
+    let past_the_end = app.get("/api/tasks?limit=2&offset=10", "bob");
+    assert_eq!((past_the_end.json(), past_the_end.header("X-Total-Count")), (json!([]), Some("3")));
 }

@@ -13,7 +13,11 @@ fn families(user: &str) -> [String; 2] {
 
 #[test]
 fn the_full_round_trip_works_in_both_families() {
-    let app = spawn_app();
+    round_trip(&spawn_app());
+}
+
+/// Create, read, list, replace, update, toggle and delete, in both families.
+pub fn round_trip(app: &TestApp) {
     for base in families("alice") {
         let reply = app.send_json("POST", &base, "alice", json!({"title": "  Buy milk ", "description": "2 litres"}));
         assert_eq!(reply.status, 201, "{base}");
