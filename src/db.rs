@@ -264,7 +264,8 @@ pub struct Timestamp(pub SystemTime);
 impl Serialize for Timestamp {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         let mut buf = [0u8; 27];
-        let text = rfc3339(self.0, &mut buf).ok_or_else(|| serde::ser::Error::custom("timestamp outside years 0-9999"))?;
+        let text =
+            rfc3339(self.0, &mut buf).ok_or_else(|| serde::ser::Error::custom("timestamp outside years 0-9999"))?;
         serializer.serialize_str(text)
     }
 }
