@@ -6,7 +6,7 @@
 #
 # BENCH_SECONDS (10) per run, BENCH_ROUNDS (3), BENCH_PORT (a free one). Server settings in the
 # environment pass through, e.g. `WORKERS=64 DB_POOL_SIZE=8 scripts/bench.sh`; MAX_CONNECTIONS
-# defaults to 4096. PostgreSQL: $PG_URL, else 127.0.0.1:5432, else a throwaway cluster under
+# defaults to 4096 and DB_PREPARED_STATEMENTS to true (the server connects directly). PostgreSQL: $PG_URL, else 127.0.0.1:5432, else a throwaway cluster under
 # target/pg-bench (scripts/pg.sh). Output: a Markdown table on stdout and target/bench/results.md;
 # raw wrk/pgbench outputs in target/bench/runs/, the server's log in target/bench/server.log.
 set -euo pipefail
@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 DURATION=${BENCH_SECONDS:-10}
+DB_PREPARED_STATEMENTS=${DB_PREPARED_STATEMENTS:-true}
 ROUNDS=${BENCH_ROUNDS:-3}
 OUT=target/bench
 LUA=scripts/bench
@@ -78,6 +79,7 @@ say "starting the server on $BASE (it migrates todo_bench)"
   cd "$OUT" && exec env -u RUST_LOG -u JWT_ISSUER -u JWT_AUDIENCE -u BETTER_AUTH_SECRET_PREVIOUS \
     DATABASE_URL="$DB_URL" DATABASE_MIGRATION_URL="$DB_URL" BETTER_AUTH_SECRET="$SECRET" \
     HOST=127.0.0.1 PORT="$PORT" MAX_CONNECTIONS="${MAX_CONNECTIONS:-4096}" \
+    DB_PREPARED_STATEMENTS="$DB_PREPARED_STATEMENTS" \
     "$ROOT/target/release/todo-api"
 ) >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
@@ -290,8 +292,8 @@ warnings=$(grep -cE '^\[[^]]* (WARN|ERROR) ' "$OUT/server.log" || true)
   printf 'peak_rss\t%s MB\n' "$((peak_rss_kb / 1024))"
   [ -n "${rss_1000:-}" ] && printf 'rss_1000\t%s MB\n' "$((rss_1000 / 1024))"
   [ -n "${threads_1000:-}" ] && printf 'threads_1000\t%s\n' "$threads_1000"
-  printf 'server_settings\tWORKERS=%s DB_POOL_SIZE=%s MAX_CONNECTIONS=%s, log level info\n' \
-    "${WORKERS:-32}" "${DB_POOL_SIZE:-16}" "${MAX_CONNECTIONS:-4096}"
+  printf 'server_settings\tWORKERS=%s DB_POOL_SIZE=%s MAX_CONNECTIONS=%s DB_PREPARED_STATEMENTS=%s, log level info\n' \
+    "${WORKERS:-32}" "${DB_POOL_SIZE:-16}" "${MAX_CONNECTIONS:-4096}" "$DB_PREPARED_STATEMENTS"
   printf 'server_log\t%s access lines (status: %s), %s warnings/errors\n' "$access" "$statuses" "$warnings"
     printf 'floor_note\t%s\n' "PostgreSQL may not allow 1000 connections; $FLOOR_NOTE"
 } >"$OUT/meta.tsv"

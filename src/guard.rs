@@ -1,29 +1,31 @@
 //! The connection guard: the only code that touches client sockets.
 //!
 //! rouille's HTTP layer (tiny_http) has no limits of its own: it keeps a thread per connection
-//! for as long as the client likes, sets no socket timeouts, reads request heads of any size,
-//! and its accept loop ends for good on the first accept error. So the guard accepts on the
-//! public address and relays each connection to rouille, which listens on a loopback port.
+//! for as long as the client likes, sets no socket timeouts, reads request heads and bodies of
+//! any size, and its accept loop ends for good on the first accept error. So the guard accepts
+//! on the public address and passes each request on to rouille, which listens on a loopback
+//! port, one request at a time: a thread per client connection reads a request whole, checks
+//! it, sends it to rouille, relays the response, and only then reads the next request.
 //!
 //! Invariants a reviewer can check in this file alone:
 //! - at most `max_connections` client connections are open; a connection beyond that gets a
 //!   503 and is closed at once;
 //! - a connection idle between requests is closed after `idle_timeout`; a request not received
 //!   whole within `request_timeout` of its first byte (slow clients), or not answered within
-//!   `request_timeout` of its last, is cut off;
-//! - a request head reaches rouille only whole, at most `HEAD_LIMIT` bytes (else 431), with
-//!   unambiguous framing (else 400 or 501), in origin form, and ASCII (raw non-ASCII bytes,
-//!   which HTTP does not allow, are percent-encoded);
-//! - no more than `BODY_LIMIT` bytes of body (plus chunked framing) reach rouille: past that the
-//!   guard stops reading, lets rouille answer (413), and closes the connection;
+//!   `request_timeout` of being passed on, is cut off;
+//! - rouille receives only whole requests: a head of at most `HEAD_LIMIT` bytes (else 431) with
+//!   unambiguous framing (else 400 or 501), in origin form, ASCII (raw non-ASCII bytes, which
+//!   HTTP does not allow, are percent-encoded), and a body framed by `Content-Length` (chunked
+//!   bodies are decoded here) of at most `BODY_LIMIT + 1` bytes: a longer body is cut there,
+//!   rouille answers 413 (or an earlier error), and the connection closes;
 //! - writes to a client that does not read time out;
 //! - the accept loop never ends on an error: it logs it, waits, and goes on;
 //! - on `stop`, idle connections are closed and busy ones right after their response.
 
 use std::io::{self, ErrorKind, Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -31,16 +33,20 @@ use crate::http::{BODY_LIMIT, new_request_id};
 
 /// Largest request line plus headers, in bytes.
 pub const HEAD_LIMIT: usize = 16 * 1024;
-/// The largest `Content-Length` passed on to rouille.
+/// Above this declared `Content-Length` the guard answers 413 without reading the body.
 const DECLARED_LIMIT: usize = 1 << 20;
-/// Slack for chunked-encoding framing on top of the body limit.
-const FRAMING: usize = 4 * 1024;
-/// How often a relay wakes to check its timers and the stop flag.
+/// Longest chunk-size or trailer line of a chunked body.
+const CHUNK_LINE_LIMIT: usize = 4 * 1024;
+/// How often a waiting connection wakes to check its timers and the stop flag.
 const TICK: Duration = Duration::from_millis(250);
 /// How long a write to a client may block.
 const WRITE_TIMEOUT: Duration = Duration::from_secs(30);
-/// Relay threads need little stack: a buffer and a few frames.
+/// Connection threads need little stack: a buffer and a few frames.
 const STACK: usize = 128 * 1024;
+/// Read size: small, since a thousand connections each touch one on their stack.
+const CHUNK: usize = 4 * 1024;
+/// How much of a response is gathered before it is written to the client.
+const GATHER: usize = 64 * 1024;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -62,7 +68,7 @@ struct Shared {
 }
 
 impl Guard {
-    /// Accepts on `listener` and relays to `backend` (rouille on loopback).
+    /// Accepts on `listener` and passes requests on to `backend` (rouille on loopback).
     pub fn start(listener: TcpListener, backend: SocketAddr, limits: Limits) -> io::Result<Guard> {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared { stopping: AtomicBool::new(false), open: AtomicUsize::new(0) });
@@ -135,11 +141,10 @@ fn accept_loop(listener: &TcpListener, backend: SocketAddr, limits: Limits, shar
             continue;
         }
         shared.open.fetch_add(1, Ordering::SeqCst);
-        let counted = Arc::new(Counted(Arc::clone(shared)));
-        let spawned = thread::Builder::new().name("relay".to_owned()).stack_size(STACK).spawn(move || {
-            if let Err(e) = relay(client, backend, limits, &counted) {
-                log::debug!("connection ended: {e}");
-            }
+        let counted = Counted(Arc::clone(shared));
+        let spawned = thread::Builder::new().name("connection".to_owned()).stack_size(STACK).spawn(move || {
+            let connection = Connection { client, backend: None, backend_addr: backend, limits, shared: &counted.0 };
+            connection.serve();
         });
         if let Err(e) = spawned {
             log::warn!("cannot start a connection thread: {e}"); // the connection was dropped
@@ -147,8 +152,7 @@ fn accept_loop(listener: &TcpListener, backend: SocketAddr, limits: Limits, shar
     }
 }
 
-/// Decrements the open-connection count when both directions of a relay have ended, however
-/// they end.
+/// Decrements the open-connection count when its connection's thread ends, however it ends.
 struct Counted(Arc<Shared>);
 
 impl Drop for Counted {
@@ -157,152 +161,321 @@ impl Drop for Counted {
     }
 }
 
-/// How a relay ended.
+/// Why a connection ends.
+#[derive(Debug)]
 enum End {
-    /// The client finished sending, or the guard is draining: rouille may finish its response.
-    Finished,
-    /// A limit was hit or a socket failed: close both sides now.
-    Cut,
+    /// Quietly: the client closed it, stayed idle too long, or the guard is stopping.
+    Quiet,
+    /// With the guard's own error response.
+    Refuse(Reject),
+    /// At once, logged: a limit in time was hit or a socket failed.
+    Cut(String),
+    /// rouille closed its connection before answering: it had closed it after the previous
+    /// response (tiny_http does after answering a malformed request) and never read this one.
+    Unanswered,
 }
 
-/// Client to rouille, in this thread; rouille to client, in a second one started on the first
-/// request byte (an idle connection costs one thread).
-fn relay(client: TcpStream, backend_addr: SocketAddr, limits: Limits, counted: &Arc<Counted>) -> io::Result<()> {
-    let shared = &counted.0;
-    client.set_read_timeout(Some(TICK))?;
-    client.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    client.set_nodelay(true)?;
-    // Chunks rouille has sent; counted before each is written, so a client that has seen a
-    // response always finds it counted.
-    let responses = Arc::new(AtomicU64::new(0));
-    let mut backend: Option<TcpStream> = None;
-    let mut receiving: Option<Request> = None; // a request whose bytes are still arriving
-    let mut unanswered: Option<(u64, Instant)> = None; // the last whole request: the count it waits to pass
-    let mut over_budget: Option<Instant> = None; // a body too large: rouille answers, then we end
-    let mut idle_since = Instant::now();
-    let mut buf = [0u8; 8192];
-    let end = 'relay: loop {
-        let seen = responses.load(Ordering::SeqCst);
-        if receiving.as_ref().is_some_and(|r| r.length_unknown() && seen > r.responses_before) {
-            // Where a chunked body ends only rouille knows (it may answer before reading it
-            // all): the connection ends with this response, so no leftover is taken for a head.
-            break End::Finished;
-        }
-        if unanswered.is_some_and(|(before, _)| seen > before) {
-            unanswered = None;
-            idle_since = Instant::now();
-        }
-        if let Some(since) = over_budget {
-            // Nothing more is read: rouille has had the whole limit and owes a 413 (or an
-            // earlier 4xx, which the contract's order of checks may call for).
-            if receiving.as_ref().is_none_or(|r| seen > r.responses_before) {
-                break End::Finished;
-            }
-            if since.elapsed() > limits.request_timeout {
-                break End::Cut;
-            }
-            thread::sleep(TICK);
-            continue;
-        }
-        let between_requests = receiving.is_none() && unanswered.is_none();
-        if between_requests && shared.stopping.load(Ordering::SeqCst) {
-            break End::Finished; // draining: close between requests
-        }
-        match (&client).read(&mut buf) {
-            Ok(0) => break End::Finished,
-            Ok(n) => {
-                let mut data = &buf[..n];
-                while !data.is_empty() {
-                    let current = receiving.get_or_insert_with(|| Request::new(responses.load(Ordering::SeqCst)));
-                    let forward = match current.feed(data) {
-                        Ok((forward, used)) => {
-                            data = &data[used..];
-                            forward
-                        }
-                        Err(Reject::BodyTooLarge) => {
-                            over_budget = Some(Instant::now());
-                            break;
-                        }
-                        Err(reject) => {
-                            log::warn!("request refused: {}", reject.detail());
-                            let _ = (&client).write_all(&rejection(reject));
-                            break 'relay End::Cut;
-                        }
-                    };
-                    if current.is_complete() {
-                        unanswered = Some((current.responses_before, Instant::now()));
-                        receiving = None;
-                    }
-                    if forward.is_empty() {
-                        continue; // the head is not complete yet
-                    }
-                    let stream = match &mut backend {
-                        Some(stream) => stream,
-                        None => backend.insert(connect_backend(backend_addr, &client, &responses, counted)?),
-                    };
-                    if stream.write_all(&forward).is_err() {
-                        break 'relay End::Cut;
-                    }
-                }
-            }
-            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => match &receiving {
-                Some(r) if r.started.elapsed() > limits.request_timeout => {
-                    log::warn!("connection cut off: request not complete after {:?}", limits.request_timeout);
-                    break End::Cut;
-                }
-                None if unanswered.is_none() && idle_since.elapsed() > limits.idle_timeout => break End::Finished,
-                None if unanswered.is_some_and(|(_, at)| at.elapsed() > limits.request_timeout) => {
-                    log::warn!("connection cut off: no answer after {:?}", limits.request_timeout);
-                    break End::Cut;
-                }
-                _ => {}
-            },
-            Err(_) => break End::Cut,
-        }
-    };
-    match (end, backend) {
-        // rouille finishes the response it owes, then closes; the other thread closes the client.
-        (End::Finished, Some(stream)) => stream.shutdown(Shutdown::Write),
-        (End::Cut, Some(stream)) => {
-            let _ = stream.shutdown(Shutdown::Both);
-            client.shutdown(Shutdown::Both)
-        }
-        (_, None) => Ok(()),
+impl From<io::Error> for End {
+    fn from(e: io::Error) -> End {
+        End::Cut(e.to_string())
     }
 }
 
-/// Connects to rouille and starts the thread that copies its responses to the client.
-fn connect_backend(
-    addr: SocketAddr,
-    client: &TcpStream,
-    responses: &Arc<AtomicU64>,
-    counted: &Arc<Counted>,
-) -> io::Result<TcpStream> {
-    let backend = TcpStream::connect(addr)?;
-    backend.set_nodelay(true)?;
-    backend.set_write_timeout(Some(WRITE_TIMEOUT))?;
-    let (mut from, mut to) = (backend.try_clone()?, client.try_clone()?);
-    let (responses, counted) = (Arc::clone(responses), Arc::clone(counted));
-    thread::Builder::new().name("relay-back".to_owned()).stack_size(STACK).spawn(move || {
-        let _counted = counted;
-        let mut buf = [0u8; 8192];
-        while let Ok(n) = from.read(&mut buf) {
-            if n == 0 {
-                break;
+/// A request as it goes on to rouille.
+#[derive(Debug, PartialEq, Eq)]
+struct Forward {
+    bytes: Vec<u8>,
+    /// `HEAD`: the response has no body, whatever its headers say.
+    head_method: bool,
+    /// The connection ends with the response: the client asked, or the body was cut at the limit.
+    last: bool,
+}
+
+struct Connection<'a> {
+    client: TcpStream,
+    /// The connection to rouille, opened with the first request.
+    backend: Option<TcpStream>,
+    backend_addr: SocketAddr,
+    limits: Limits,
+    shared: &'a Shared,
+}
+
+impl Connection<'_> {
+    fn serve(mut self) {
+        let mut received = Vec::new(); // bytes from the client not yet passed on
+        let end = loop {
+            match self.exchange(&mut received) {
+                Ok(true) => {}
+                Ok(false) => break End::Quiet,
+                Err(end) => break end,
             }
-            let _ = socket2::SockRef::from(&from).set_tcp_quickack(true);
-            // An interim `100 Continue` asks for the body; it does not answer the request.
-            if !buf[..n].starts_with(b"HTTP/1.1 100 ") {
-                responses.fetch_add(1, Ordering::SeqCst);
+        };
+        match end {
+            End::Quiet => {}
+            End::Refuse(reject) => {
+                log::warn!("request refused: {}", reject.detail());
+                let _ = (&self.client).write_all(&rejection(reject));
             }
-            if to.write_all(&buf[..n]).is_err() {
-                break;
+            End::Cut(why) => log::warn!("connection cut off: {why}"),
+            End::Unanswered => log::warn!("connection cut off: rouille closed the connection without a response"),
+        }
+    }
+
+    /// One request and its response; returns whether the connection stays open.
+    fn exchange(&mut self, received: &mut Vec<u8>) -> Result<bool, End> {
+        if received.is_empty() {
+            if self.shared.stopping.load(Ordering::SeqCst) {
+                return Ok(false); // draining: close between requests
+            }
+            if self.backend.is_none() {
+                self.client.set_read_timeout(Some(TICK))?;
+                self.client.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                self.client.set_nodelay(true)?;
+            }
+            self.receive(received, None)?;
+        }
+        let request = self.read_request(received, Instant::now() + self.limits.request_timeout)?;
+        let open = self.pass_on(&request)?;
+        Ok(open && !request.last)
+    }
+
+    /// Sends a request to rouille and relays the response; returns whether rouille keeps the
+    /// connection open. A kept connection that rouille has closed since its last response gets
+    /// the request again on a new one (rouille never read it there).
+    fn pass_on(&mut self, request: &Forward) -> Result<bool, End> {
+        let timeout = self.limits.request_timeout;
+        if let Some(backend) = &self.backend {
+            match send(backend, &self.client, request, timeout) {
+                Err(End::Unanswered) => self.backend = None,
+                result => return result,
             }
         }
-        let _ = to.shutdown(Shutdown::Both); // also wakes the client-side reader
-        let _ = from.shutdown(Shutdown::Both);
-    })?;
-    Ok(backend)
+        let backend = TcpStream::connect(self.backend_addr)?;
+        backend.set_nodelay(true)?;
+        backend.set_read_timeout(Some(TICK))?;
+        backend.set_write_timeout(Some(WRITE_TIMEOUT))?;
+        send(self.backend.insert(backend), &self.client, request, timeout)
+    }
+
+    /// Reads what the client sends next into `received`: between requests (no `deadline`) for
+    /// up to the idle timeout, or until the guard stops; within a request, until `deadline`.
+    fn receive(&self, received: &mut Vec<u8>, deadline: Option<Instant>) -> Result<(), End> {
+        let idle_until = Instant::now() + self.limits.idle_timeout;
+        if deadline.is_none() {
+            *received = Vec::new(); // an idle connection holds no buffer
+        }
+        loop {
+            match read_into(&self.client, received) {
+                Ok(0) => return Err(End::Quiet),
+                Ok(_) => return Ok(()),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => match deadline {
+                    Some(deadline) if Instant::now() > deadline => {
+                        return Err(End::Cut(format!("request not complete after {:?}", self.limits.request_timeout)));
+                    }
+                    None if Instant::now() > idle_until || self.shared.stopping.load(Ordering::SeqCst) => {
+                        return Err(End::Quiet);
+                    }
+                    _ => {}
+                },
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    /// Reads one request whole (its first bytes are in `received`) and checks it; what follows
+    /// it stays in `received`.
+    fn read_request(&self, received: &mut Vec<u8>, deadline: Instant) -> Result<Forward, End> {
+        let head_end = loop {
+            if let Some(at) = find(received, b"\r\n\r\n") {
+                break at + 4;
+            }
+            if received.len() > HEAD_LIMIT {
+                return Err(End::Refuse(Reject::HeadTooLarge));
+            }
+            self.receive(received, Some(deadline))?;
+        };
+        if head_end > HEAD_LIMIT {
+            return Err(End::Refuse(Reject::HeadTooLarge));
+        }
+        let head = Head::parse(&received[..head_end]).map_err(End::Refuse)?;
+        received.drain(..head_end);
+        if head.expects_continue && head.length != Some(0) {
+            (&self.client).write_all(b"HTTP/1.1 100 Continue\r\n\r\n")?;
+        }
+        let mut body = Vec::new();
+        let whole = match head.length {
+            Some(length) => {
+                let wanted = length.min(BODY_LIMIT + 1);
+                while received.len() < wanted {
+                    self.receive(received, Some(deadline))?;
+                }
+                body.extend(received.drain(..wanted));
+                wanted == length
+            }
+            None => {
+                let mut chunked = Chunked::default();
+                loop {
+                    let used = chunked.decode(received, &mut body).map_err(End::Refuse)?;
+                    received.drain(..used);
+                    if chunked.is_done() {
+                        break true;
+                    }
+                    if body.len() > BODY_LIMIT {
+                        break false;
+                    }
+                    self.receive(received, Some(deadline))?;
+                }
+            }
+        };
+        body.truncate(BODY_LIMIT + 1);
+        let mut bytes = head.forward;
+        if head.framed || !body.is_empty() {
+            bytes.extend_from_slice(format!("Content-Length: {}\r\n", body.len()).as_bytes());
+        }
+        bytes.extend_from_slice(b"\r\n");
+        bytes.extend_from_slice(&body);
+        Ok(Forward { bytes, head_method: head.head_method, last: !whole || head.close })
+    }
+}
+
+/// Sends one request to rouille and relays its response to the client; returns whether the
+/// connection may carry another request.
+fn send(mut backend: &TcpStream, mut client: &TcpStream, request: &Forward, timeout: Duration) -> Result<bool, End> {
+    backend.write_all(&request.bytes).map_err(|_| End::Unanswered)?;
+    let deadline = Instant::now() + timeout;
+    let mut buf = Vec::new();
+    let head_end = loop {
+        if let Some(at) = find(&buf, b"\r\n\r\n") {
+            break at + 4;
+        }
+        match read_backend(backend, &mut buf, deadline) {
+            Ok(true) => {}
+            Err(e) if e.kind() == ErrorKind::TimedOut => return Err(End::Cut(format!("no answer after {timeout:?}"))),
+            Err(_) | Ok(false) if buf.is_empty() => return Err(End::Unanswered),
+            Err(_) | Ok(false) => return Err(End::Cut("rouille closed the connection mid-response".to_owned())),
+        }
+    };
+    let head_method = request.head_method;
+    let (mut framing, close) = response_framing(&buf[..head_end], head_method);
+    let mut rest = buf.len() - head_end;
+    let mut scratch = Vec::new();
+    loop {
+        let done = match &mut framing {
+            Framing::Length(left) if rest > *left => {
+                return Err(End::Cut("rouille sent more than its Content-Length".to_owned()));
+            }
+            Framing::Length(left) => {
+                *left -= rest;
+                *left == 0
+            }
+            Framing::Chunked(chunked) => {
+                let from = buf.len() - rest;
+                scratch.clear();
+                let used = chunked
+                    .decode(&buf[from..], &mut scratch)
+                    .map_err(|_| End::Cut("rouille sent a malformed chunked body".to_owned()))?;
+                if used < rest {
+                    return Err(End::Cut("rouille sent more than its chunked body".to_owned()));
+                }
+                chunked.is_done()
+            }
+            Framing::UntilClose => false,
+        };
+        if done {
+            client.write_all(&buf)?;
+            return Ok(!close);
+        }
+        if buf.len() >= GATHER {
+            client.write_all(&buf)?;
+            buf.clear();
+        }
+        let before = buf.len();
+        if !read_backend(backend, &mut buf, deadline)? {
+            client.write_all(&buf)?;
+            return match framing {
+                Framing::UntilClose => Ok(false),
+                _ => Err(End::Cut("rouille closed the connection mid-response".to_owned())),
+            };
+        }
+        rest = buf.len() - before;
+    }
+}
+
+/// Appends what rouille sends next to `buf`; `false` when it has closed the connection, a
+/// `TimedOut` error past `deadline`.
+fn read_backend(backend: &TcpStream, buf: &mut Vec<u8>, deadline: Instant) -> io::Result<bool> {
+    loop {
+        // tiny_http leaves Nagle on and writes a head and a body separately: the body waits for
+        // our ACK of the head, which the kernel would delay by up to 40 ms.
+        let _ = socket2::SockRef::from(backend).set_tcp_quickack(true);
+        match read_into(backend, buf) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                if Instant::now() > deadline {
+                    return Err(ErrorKind::TimedOut.into());
+                }
+            }
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// How a response's body ends.
+#[derive(Debug)]
+enum Framing {
+    /// After this many more bytes.
+    Length(usize),
+    Chunked(Chunked),
+    /// When rouille closes the connection (an HTTP/1.0 response without a length).
+    UntilClose,
+}
+
+/// The framing of the response whose head is `head`, and whether rouille closes the
+/// connection after it. rouille sends no interim responses: the guard answers
+/// `Expect: 100-continue` itself and does not pass it on.
+fn response_framing(head: &[u8], head_method: bool) -> (Framing, bool) {
+    let status = head.get(9..12).unwrap_or_default();
+    let (mut length, mut chunked, mut close) = (None, false, false);
+    for (name, value) in header_lines(head) {
+        if name.eq_ignore_ascii_case(b"content-length") {
+            length = std::str::from_utf8(value).ok().and_then(|v| v.parse::<usize>().ok());
+        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            chunked = value.eq_ignore_ascii_case(b"chunked");
+        } else if name.eq_ignore_ascii_case(b"connection") {
+            close = value.eq_ignore_ascii_case(b"close");
+        }
+    }
+    let framing = match (length, chunked) {
+        _ if head_method || status == b"204" || status == b"304" => Framing::Length(0),
+        (_, true) => Framing::Chunked(Chunked::default()),
+        (Some(length), false) => Framing::Length(length),
+        (None, false) => Framing::UntilClose,
+    };
+    let until_close = matches!(framing, Framing::UntilClose);
+    (framing, close || until_close)
+}
+
+/// The header lines of a head, as trimmed (name, value) pairs.
+fn header_lines(head: &[u8]) -> impl Iterator<Item = (&[u8], &[u8])> {
+    head.split(|&b| b == b'\n').skip(1).filter_map(|line| {
+        let colon = line.iter().position(|&b| b == b':')?;
+        Some((line[..colon].trim_ascii(), line[colon + 1..].trim_ascii()))
+    })
+}
+
+/// Reads once from `stream` (at most `CHUNK` bytes), appending to `buf`.
+fn read_into(mut stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
+    let mut chunk = [0u8; CHUNK];
+    let n = stream.read(&mut chunk)?;
+    buf.extend_from_slice(&chunk[..n]);
+    Ok(n)
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
 }
 
 /// Why the guard answers a request itself.
@@ -310,11 +483,10 @@ fn connect_backend(
 enum Reject {
     TooManyConnections,
     HeadTooLarge,
-    /// Not answered by the guard: rouille, which has seen the whole limit, answers.
-    BodyTooLarge,
     DeclaredTooLarge,
     AmbiguousLength,
     UnsupportedTransferEncoding,
+    BadChunk,
 }
 
 impl Reject {
@@ -322,11 +494,12 @@ impl Reject {
         match self {
             Reject::TooManyConnections => "Too many connections",
             Reject::HeadTooLarge => "Request line and headers are larger than 16384 bytes",
-            Reject::BodyTooLarge | Reject::DeclaredTooLarge => "Request body is larger than 65536 bytes",
+            Reject::DeclaredTooLarge => "Request body is larger than 65536 bytes",
             Reject::AmbiguousLength => {
                 "Content-Length is invalid, repeated, or sent with Transfer-Encoding, or a line ends in a bare LF"
             }
             Reject::UnsupportedTransferEncoding => "Transfer-Encoding other than chunked",
+            Reject::BadChunk => "Malformed chunked body",
         }
     }
 }
@@ -336,8 +509,8 @@ fn rejection(reject: Reject) -> Vec<u8> {
     let (status, code) = match reject {
         Reject::TooManyConnections => ("503 Service Unavailable\r\nRetry-After: 1", "unavailable"),
         Reject::HeadTooLarge => ("431 Request Header Fields Too Large", "headers_too_large"),
-        Reject::BodyTooLarge | Reject::DeclaredTooLarge => ("413 Payload Too Large", "payload_too_large"),
-        Reject::AmbiguousLength => ("400 Bad Request", "bad_request"),
+        Reject::DeclaredTooLarge => ("413 Payload Too Large", "payload_too_large"),
+        Reject::AmbiguousLength | Reject::BadChunk => ("400 Bad Request", "bad_request"),
         Reject::UnsupportedTransferEncoding => ("501 Not Implemented", "not_implemented"),
     };
     let id = new_request_id();
@@ -350,126 +523,160 @@ fn rejection(reject: Reject) -> Vec<u8> {
     .into_bytes()
 }
 
-/// One request as its bytes arrive: the head is held back until it is whole and checked; the
-/// body is counted, so that the next request's bytes are known for what they are.
-struct Request {
-    started: Instant,
-    /// The response count when this request began; a higher count means it is being answered.
-    responses_before: u64,
-    head: Vec<u8>,
-    head_done: bool,
-    /// Body bytes still to come (from `Content-Length`, 0 without one); `None` while the head
-    /// is incomplete and for a chunked body, whose end only rouille finds.
-    body_left: Option<usize>,
-    body_bytes: usize,
+/// A checked request head.
+#[derive(Debug, PartialEq, Eq)]
+struct Head {
+    /// The request line and headers as rouille should see them, without the blank line and
+    /// without the headers that frame the body (the guard frames it anew).
+    forward: Vec<u8>,
+    /// The body's length; `None` for a chunked body.
+    length: Option<usize>,
+    /// Whether the client framed a body at all (`Content-Length` or `Transfer-Encoding`).
+    framed: bool,
+    expects_continue: bool,
+    head_method: bool,
+    /// The client asked to close after this request; rouille (tiny_http) closes then too.
+    close: bool,
 }
 
-impl Request {
-    fn new(responses_before: u64) -> Request {
-        Request {
-            started: Instant::now(),
-            responses_before,
-            head: Vec::new(),
-            head_done: false,
-            body_left: None,
-            body_bytes: 0,
+impl Head {
+    /// Framing must be unambiguous (RFC 9112 §6.3); the target goes to origin form
+    /// (`GET http://host/path` becomes `GET /path`); non-ASCII bytes are percent-encoded.
+    fn parse(head: &[u8]) -> Result<Head, Reject> {
+        // tiny_http ends lines at CRLF only: a bare LF would make it see other headers.
+        if head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r')) {
+            return Err(Reject::AmbiguousLength);
         }
-    }
-
-    fn is_complete(&self) -> bool {
-        self.head_done && self.body_left == Some(0)
-    }
-
-    fn length_unknown(&self) -> bool {
-        self.head_done && self.body_left.is_none()
-    }
-
-    /// Takes bytes from the client; returns what may go on to rouille now, and how many of
-    /// `data` belong to this request (the rest begin the next one).
-    fn feed(&mut self, data: &[u8]) -> Result<(Vec<u8>, usize), Reject> {
-        if self.head_done {
-            return self.body(data);
-        }
-        let before = self.head.len();
-        self.head.extend_from_slice(data);
-        let blank_line = self.head[before.saturating_sub(3)..].windows(4).position(|w| w == b"\r\n\r\n");
-        let Some(end) = blank_line.map(|i| before.saturating_sub(3) + i + 4) else {
-            return if self.head.len() > HEAD_LIMIT { Err(Reject::HeadTooLarge) } else { Ok((Vec::new(), data.len())) };
-        };
-        if end > HEAD_LIMIT {
-            return Err(Reject::HeadTooLarge);
-        }
-        self.head.truncate(end);
-        self.head_done = true;
-        let (mut forward, body_length) = checked_head(&self.head)?;
-        self.body_left = body_length;
-        let used_by_head = end - before;
-        let (body, used) = self.body(&data[used_by_head..])?;
-        forward.extend_from_slice(&body);
-        Ok((forward, used_by_head + used))
-    }
-
-    fn body(&mut self, data: &[u8]) -> Result<(Vec<u8>, usize), Reject> {
-        let take = self.body_left.map_or(data.len(), |left| left.min(data.len()));
-        if let Some(left) = &mut self.body_left {
-            *left -= take;
-        }
-        self.body_bytes += take;
-        if self.body_bytes > BODY_LIMIT + FRAMING {
-            return Err(Reject::BodyTooLarge);
-        }
-        Ok((data[..take].to_vec(), take))
-    }
-}
-
-/// The head as rouille should see it, and the body's length (`None`: chunked). Framing must
-/// be unambiguous (RFC 9112 §6.3); the target goes to origin form (`GET http://host/path`
-/// becomes `GET /path`); non-ASCII bytes are percent-encoded.
-fn checked_head(head: &[u8]) -> Result<(Vec<u8>, Option<usize>), Reject> {
-    // tiny_http ends lines at CRLF only: a bare LF would make it frame the head differently.
-    if head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r')) {
-        return Err(Reject::AmbiguousLength);
-    }
-    let (mut lengths, mut chunked) = (Vec::new(), 0);
-    for line in head.split(|&b| b == b'\n').skip(1) {
-        let Some(colon) = line.iter().position(|&b| b == b':') else { continue };
-        let (name, value) = (line[..colon].trim_ascii(), line[colon + 1..].trim_ascii());
-        if name.eq_ignore_ascii_case(b"content-length") {
-            let digits = value.iter().all(u8::is_ascii_digit) && !value.is_empty();
-            let length = std::str::from_utf8(value).ok().filter(|_| digits).and_then(|v| v.parse::<usize>().ok());
-            lengths.push(length.ok_or(Reject::AmbiguousLength)?);
-        } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            if !value.eq_ignore_ascii_case(b"chunked") {
-                return Err(Reject::UnsupportedTransferEncoding);
+        let (mut lengths, mut chunked, mut expects_continue, mut connection) = (Vec::new(), 0, false, None);
+        for (name, value) in header_lines(head) {
+            if name.eq_ignore_ascii_case(b"content-length") {
+                let digits = value.iter().all(u8::is_ascii_digit) && !value.is_empty();
+                let length = std::str::from_utf8(value).ok().filter(|_| digits).and_then(|v| v.parse::<usize>().ok());
+                lengths.push(length.ok_or(Reject::AmbiguousLength)?);
+            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+                if !value.eq_ignore_ascii_case(b"chunked") {
+                    return Err(Reject::UnsupportedTransferEncoding);
+                }
+                chunked += 1;
+            } else if name.eq_ignore_ascii_case(b"expect") {
+                expects_continue = value.eq_ignore_ascii_case(b"100-continue");
+            } else if name.eq_ignore_ascii_case(b"connection") && connection.is_none() {
+                connection = Some(value.to_ascii_lowercase());
             }
-            chunked += 1;
         }
-    }
-    let body_length = match (lengths.as_slice(), chunked) {
-        ([], 0) => Some(0),
-        // tiny_http allocates what is left of a declared body to discard it: a length of
-        // terabytes would abort the process. Up to a megabyte rouille answers (413, or an
-        // earlier 4xx in the contract's order); beyond, the guard does.
-        ([length], 0) if *length > DECLARED_LIMIT => return Err(Reject::DeclaredTooLarge),
-        ([length], 0) => Some(*length),
-        ([], 1) => None,
-        _ => return Err(Reject::AmbiguousLength),
-    };
-    let (request_line, rest) = head.split_at(head.iter().position(|&b| b == b'\n').unwrap_or(head.len()));
-    let mut out = Vec::with_capacity(head.len());
-    let mut parts = request_line.splitn(3, |&b| b == b' ');
-    match (parts.next(), parts.next(), parts.next()) {
-        (Some(method), Some(target), Some(version)) => {
-            out.extend_from_slice(method);
-            out.push(b' ');
-            percent_encode_non_ascii(origin_form(target), &mut out);
-            out.push(b' ');
-            out.extend_from_slice(version);
+        let length = match (lengths.as_slice(), chunked) {
+            ([], 0) => Some(0),
+            // Up to a megabyte the guard reads the first `BODY_LIMIT + 1` bytes and rouille
+            // answers (413, or an earlier error in the contract's order); beyond, the guard does.
+            ([length], 0) if *length > DECLARED_LIMIT => return Err(Reject::DeclaredTooLarge),
+            ([length], 0) => Some(*length),
+            ([], 1) => None,
+            _ => return Err(Reject::AmbiguousLength),
+        };
+        let blank_line = head.len().saturating_sub(2);
+        let mut lines = head[..blank_line].split_inclusive(|&b| b == b'\n');
+        let request_line = lines.next().unwrap_or_default();
+        let mut forward = Vec::with_capacity(head.len() + 32);
+        let mut parts = request_line.splitn(3, |&b| b == b' ');
+        match (parts.next(), parts.next(), parts.next()) {
+            (Some(method), Some(target), Some(version)) => {
+                forward.extend_from_slice(method);
+                forward.push(b' ');
+                percent_encode_non_ascii(origin_form(target), &mut forward);
+                forward.push(b' ');
+                forward.extend_from_slice(version);
+            }
+            _ => percent_encode_non_ascii(request_line, &mut forward), // malformed: rouille answers 400
         }
-        _ => percent_encode_non_ascii(request_line, &mut out), // malformed: rouille answers 400
+        for line in lines {
+            let name = line.split(|&b| b == b':').next().unwrap_or_default().trim_ascii();
+            let framing = [&b"content-length"[..], b"transfer-encoding"].iter().any(|n| name.eq_ignore_ascii_case(n));
+            let expectation = expects_continue && name.eq_ignore_ascii_case(b"expect");
+            if !(framing || expectation) {
+                percent_encode_non_ascii(line, &mut forward);
+            }
+        }
+        let head_method = request_line.starts_with(b"HEAD ");
+        // tiny_http's rule, from the first Connection header.
+        let http_1_0 = request_line.trim_ascii_end().ends_with(b" HTTP/1.0");
+        let has = |token: &[u8]| connection.as_ref().is_some_and(|c| find(c, token).is_some());
+        let close = has(b"close") || has(b"upgrade") || (http_1_0 && !has(b"keep-alive"));
+        let framed = !lengths.is_empty() || chunked > 0;
+        Ok(Head { forward, length, framed, expects_continue, head_method, close })
     }
-    percent_encode_non_ascii(rest, &mut out);
-    Ok((out, body_length))
+}
+
+/// A chunked body (RFC 9112 §7.1) as it arrives: hexadecimal chunk sizes (extensions
+/// ignored), each chunk's data and CRLF, a zero-size chunk, trailer lines (dropped), and an
+/// empty line.
+#[derive(Debug, Default)]
+struct Chunked {
+    state: ChunkState,
+    /// The line being read (a chunk size, the CRLF after data, or a trailer).
+    line: Vec<u8>,
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+enum ChunkState {
+    #[default]
+    Size,
+    Data(usize),
+    DataEnd,
+    Trailer,
+    Done,
+}
+
+impl Chunked {
+    fn is_done(&self) -> bool {
+        self.state == ChunkState::Done
+    }
+
+    /// Decodes from `input`, appending data to `out`; returns how many bytes belong to the
+    /// body (all of `input` unless the body ended within it).
+    fn decode(&mut self, input: &[u8], out: &mut Vec<u8>) -> Result<usize, Reject> {
+        let mut used = 0;
+        while used < input.len() && !self.is_done() {
+            if let ChunkState::Data(left) = self.state {
+                let take = left.min(input.len() - used);
+                out.extend_from_slice(&input[used..used + take]);
+                used += take;
+                self.state = if take == left { ChunkState::DataEnd } else { ChunkState::Data(left - take) };
+                continue;
+            }
+            self.line.push(input[used]);
+            used += 1;
+            let after_data = self.state == ChunkState::DataEnd && !b"\r\n".starts_with(&self.line);
+            if after_data || self.line.len() > CHUNK_LINE_LIMIT {
+                return Err(Reject::BadChunk);
+            }
+            if !self.line.ends_with(b"\n") {
+                continue;
+            }
+            let line = std::mem::take(&mut self.line);
+            let line = line.strip_suffix(b"\r\n").ok_or(Reject::BadChunk)?;
+            self.state = match self.state {
+                ChunkState::Size => match chunk_size(line)? {
+                    0 => ChunkState::Trailer,
+                    size => ChunkState::Data(size),
+                },
+                ChunkState::DataEnd if line.is_empty() => ChunkState::Size,
+                ChunkState::DataEnd => return Err(Reject::BadChunk),
+                ChunkState::Trailer if line.is_empty() => ChunkState::Done,
+                other => other, // a trailer line, dropped
+            };
+        }
+        Ok(used)
+    }
+}
+
+/// The size on a chunk-size line: hexadecimal digits, then optionally `;` and extensions.
+fn chunk_size(line: &[u8]) -> Result<usize, Reject> {
+    let digits = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii_end();
+    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+        return Err(Reject::BadChunk);
+    }
+    let digits = std::str::from_utf8(digits).map_err(|_| Reject::BadChunk)?;
+    usize::from_str_radix(digits, 16).map_err(|_| Reject::BadChunk)
 }
 
 /// `http://host:port/path?q` to `/path?q` (and `http://host` to `/`); anything else as it is.
@@ -496,47 +703,47 @@ fn percent_encode_non_ascii(bytes: &[u8], out: &mut Vec<u8>) {
 mod tests {
     use super::*;
 
-    /// What goes on to rouille for one request, if it is whole in `bytes`.
-    fn whole(bytes: &[u8]) -> Result<Vec<u8>, Reject> {
-        Request::new(0).feed(bytes).map(|(forward, _)| forward)
+    /// What goes on to rouille for a head (without a body).
+    fn forwarded(head: &[u8]) -> Result<Vec<u8>, Reject> {
+        Head::parse(head).map(|h| h.forward)
+    }
+
+    fn decode_all(pieces: &[&[u8]]) -> Result<(Vec<u8>, bool, usize), Reject> {
+        let mut chunked = Chunked::default();
+        let (mut out, mut used) = (Vec::new(), 0);
+        for piece in pieces {
+            used = chunked.decode(piece, &mut out)?;
+        }
+        Ok((out, chunked.is_done(), used))
     }
 
     #[test]
-    fn a_head_is_held_back_until_its_blank_line() {
-        let mut r = Request::new(0);
-        let start = b"POST / HTTP/1.1\r\nContent-Length: 4\r";
-        assert_eq!(r.feed(start).unwrap(), (vec![], start.len()));
-        assert_eq!(r.feed(b"\n\r").unwrap(), (vec![], 2));
-        assert_eq!(r.feed(b"\nbo").unwrap(), (b"POST / HTTP/1.1\r\nContent-Length: 4\r\n\r\nbo".to_vec(), 3));
-        assert!(!r.is_complete());
-        assert_eq!(r.feed(b"dyGET /next").unwrap(), (b"dy".to_vec(), 2), "the rest begins the next request");
-        assert!(r.is_complete());
+    fn heads_lose_their_framing_headers_and_keep_the_rest() {
+        let head = Head::parse(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-Y: z\r\n\r\n").unwrap();
+        assert_eq!(head.forward, b"POST /a HTTP/1.1\r\nHost: x\r\nX-Y: z\r\n");
+        assert_eq!((head.length, head.framed, head.expects_continue, head.head_method), (Some(4), true, false, false));
+        let head = Head::parse(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        assert_eq!((head.length, head.framed), (Some(0), false));
+        let head =
+            Head::parse(b"PUT /a HTTP/1.1\r\nexpect: 100-Continue\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
+        assert_eq!(head.forward, b"PUT /a HTTP/1.1\r\n", "the guard answers the expectation itself");
+        assert_eq!((head.length, head.framed, head.expects_continue), (None, true, true));
+        assert!(Head::parse(b"HEAD / HTTP/1.1\r\n\r\n").unwrap().head_method);
     }
 
     #[test]
-    fn requests_without_a_body_end_with_their_head() {
-        let mut r = Request::new(0);
-        let two = b"GET /a HTTP/1.1\r\n\r\nGET /b HTTP/1.1\r\n\r\n";
-        assert_eq!(r.feed(two).unwrap(), (b"GET /a HTTP/1.1\r\n\r\n".to_vec(), 19));
-        assert!(r.is_complete());
-    }
-
-    #[test]
-    fn a_chunked_body_is_counted_against_the_limit() {
-        let mut r = Request::new(0);
-        assert!(r.feed(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n").is_ok());
-        assert!(r.length_unknown());
-        assert_eq!(r.feed(&vec![b'x'; BODY_LIMIT]).unwrap().1, BODY_LIMIT, "a full body fits");
-        assert_eq!(r.feed(&vec![b'x'; FRAMING + 1]), Err(Reject::BodyTooLarge));
-    }
-
-    #[test]
-    fn a_head_over_the_limit_is_refused() {
-        assert_eq!(whole(&vec![b'a'; HEAD_LIMIT + 1]), Err(Reject::HeadTooLarge));
-        let long = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(HEAD_LIMIT));
-        assert_eq!(whole(long.as_bytes()), Err(Reject::HeadTooLarge));
-        let fits = format!("GET / HTTP/1.1\r\nX: {}\r\n\r\n", "a".repeat(HEAD_LIMIT - 100));
-        assert!(whole(fits.as_bytes()).is_ok());
+    fn the_connection_closes_when_tiny_http_would_close_it() {
+        let cases: &[(&[u8], bool)] = &[
+            (b"GET / HTTP/1.1\r\n\r\n", false),
+            (b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nconnection: Keep-Alive, Close\r\n\r\n", true),
+            (b"GET / HTTP/1.1\r\nConnection: Upgrade\r\n\r\n", true),
+            (b"GET / HTTP/1.0\r\n\r\n", true),
+            (b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", false),
+        ];
+        for (head, close) in cases {
+            assert_eq!(Head::parse(head).unwrap().close, *close, "{}", String::from_utf8_lossy(head));
+        }
     }
 
     #[test]
@@ -556,25 +763,74 @@ mod tests {
             (b"POST / HTTP/1.1\r\nContent-Length: 999999999999999\r\n\r\n", Reject::DeclaredTooLarge),
         ];
         for (head, reject) in cases {
-            assert_eq!(whole(head), Err(*reject), "{}", String::from_utf8_lossy(head));
+            assert_eq!(forwarded(head), Err(*reject), "{}", String::from_utf8_lossy(head));
         }
-        assert!(whole(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").is_ok());
-        assert!(whole(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc").is_ok());
+        assert!(forwarded(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").is_ok());
+        assert!(forwarded(b"POST / HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n").is_ok());
     }
 
     #[test]
     fn targets_become_origin_form_and_ascii() {
         let cases: &[(&[u8], &[u8])] = &[
-            (b"GET http://h:8000/health HTTP/1.1\r\n\r\n", b"GET /health HTTP/1.1\r\n\r\n"),
-            (b"GET HTTPS://h/api/tasks?q=1 HTTP/1.1\r\n\r\n", b"GET /api/tasks?q=1 HTTP/1.1\r\n\r\n"),
-            (b"GET http://h HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\n\r\n"),
-            (b"GET /api/tasks?q=\xc3\xa9 HTTP/1.1\r\n\r\n", b"GET /api/tasks?q=%C3%A9 HTTP/1.1\r\n\r\n"),
-            (b"GET / HTTP/1.1\r\nCookie: a=d\xc3\xa9\r\n\r\n", b"GET / HTTP/1.1\r\nCookie: a=d%C3%A9\r\n\r\n"),
-            (b"GET /plain HTTP/1.1\r\n\r\n", b"GET /plain HTTP/1.1\r\n\r\n"),
+            (b"GET http://h:8000/health HTTP/1.1\r\n\r\n", b"GET /health HTTP/1.1\r\n"),
+            (b"GET HTTPS://h/api/tasks?q=1 HTTP/1.1\r\n\r\n", b"GET /api/tasks?q=1 HTTP/1.1\r\n"),
+            (b"GET http://h HTTP/1.1\r\n\r\n", b"GET / HTTP/1.1\r\n"),
+            (b"GET /api/tasks?q=\xc3\xa9 HTTP/1.1\r\n\r\n", b"GET /api/tasks?q=%C3%A9 HTTP/1.1\r\n"),
+            (b"GET / HTTP/1.1\r\nCookie: a=d\xc3\xa9\r\n\r\n", b"GET / HTTP/1.1\r\nCookie: a=d%C3%A9\r\n"),
+            (b"GET /plain HTTP/1.1\r\n\r\n", b"GET /plain HTTP/1.1\r\n"),
         ];
         for (head, expected) in cases {
-            assert_eq!(whole(head).unwrap(), *expected, "{}", String::from_utf8_lossy(head));
+            assert_eq!(forwarded(head).unwrap(), *expected, "{}", String::from_utf8_lossy(head));
         }
+    }
+
+    #[test]
+    fn chunked_bodies_are_decoded_however_they_are_split() {
+        let body: &[u8] = b"5;name=value\r\nhello\r\n6 \r\n world\r\n0\r\nTrailer: x\r\n\r\nGET /next";
+        let (out, done, used) = decode_all(&[body]).unwrap();
+        assert_eq!((out.as_slice(), done), (&b"hello world"[..], true));
+        assert_eq!(&body[used..], b"GET /next", "the rest begins the next request");
+        for split in 1..body.len() - 9 {
+            let (first, second) = body.split_at(split);
+            let (out, done, _) = decode_all(&[first, second]).unwrap();
+            assert_eq!((out.as_slice(), done), (&b"hello world"[..], true), "split at {split}");
+        }
+        let (out, done, _) = decode_all(&[b"A\r\n0123456789\r\n"]).unwrap();
+        assert_eq!((out.len(), done), (10, false), "waits for the last chunk");
+    }
+
+    #[test]
+    fn malformed_chunks_are_refused() {
+        let long_size = format!("{}\r\n", "1".repeat(CHUNK_LINE_LIMIT + 1));
+        let cases: &[&[u8]] = &[
+            b"x\r\n",
+            b"\r\n",
+            b"-1\r\n",
+            b"+5\r\nhello\r\n",
+            b"5\nhello\r\n",
+            b"5\r\nhelloXY",
+            b"1000000000000000\r\n",
+            b"0\r\nTrailer: x\n",
+            long_size.as_bytes(),
+        ];
+        for case in cases {
+            assert_eq!(decode_all(&[case]), Err(Reject::BadChunk), "{}", String::from_utf8_lossy(case));
+        }
+    }
+
+    #[test]
+    fn responses_are_framed_as_rouille_frames_them() {
+        let framing = |head: &[u8], head_method| {
+            let (framing, close) = response_framing(head, head_method);
+            (format!("{framing:?}"), close)
+        };
+        assert_eq!(framing(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", false), ("Length(12)".into(), false));
+        assert_eq!(framing(b"HTTP/1.1 200 OK\r\nContent-Length: 12\r\n\r\n", true), ("Length(0)".into(), false));
+        assert_eq!(framing(b"HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n", false).0, "Length(0)");
+        let chunked = framing(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", false);
+        assert!(chunked.0.starts_with("Chunked"), "{chunked:?}");
+        assert!(framing(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n", false).1);
+        assert_eq!(framing(b"HTTP/1.0 200 OK\r\nContent-Type: x\r\n\r\n", false), ("UntilClose".into(), true));
     }
 
     #[test]
