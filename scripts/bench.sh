@@ -6,8 +6,9 @@
 #
 # BENCH_SECONDS (10) per run, BENCH_ROUNDS (3), BENCH_PORT (a free one). Server settings in the
 # environment pass through, e.g. `WORKERS=64 DB_POOL_SIZE=8 scripts/bench.sh`; MAX_CONNECTIONS
-# defaults to 4096 and DB_PREPARED_STATEMENTS to true (the server connects directly). PostgreSQL: $PG_URL, else 127.0.0.1:5432, else a throwaway cluster under
-# target/pg-bench (scripts/pg.sh). Output: a Markdown table on stdout and target/bench/results.md;
+# defaults to 4096 and DB_PREPARED_STATEMENTS to true (the server connects directly).
+# PostgreSQL: $PG_URL, else 127.0.0.1:5432, else a throwaway cluster under target/pg-bench
+# (scripts/pg.sh). Output: a Markdown table on stdout and target/bench/results.md;
 # raw wrk/pgbench outputs in target/bench/runs/, the server's log in target/bench/server.log.
 set -euo pipefail
 cd "$(dirname "$0")/.."
