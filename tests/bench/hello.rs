@@ -1,0 +1,17 @@
+//! The ceiling of the HTTP layer: rouille alone answering `{"status":"ok"}` with as many
+//! threads as the server's default `WORKERS`, no guard, no token, no database. scripts/bench.sh
+//! runs it (`cargo bench --bench hello`) and drives it with wrk beside the API's own
+//! `GET /health`, which adds the guard.
+//!
+//! Listens on 127.0.0.1:$HELLO_PORT and prints `listening` once bound; runs until killed.
+
+fn main() {
+    let port = std::env::var("HELLO_PORT").unwrap_or_else(|_| "18600".to_owned());
+    let server = rouille::Server::new(format!("127.0.0.1:{port}"), |_request| {
+        rouille::Response::from_data("application/json", &b"{\"status\":\"ok\"}"[..])
+    })
+    .expect("cannot listen")
+    .pool_size(32);
+    println!("listening");
+    server.run();
+}
