@@ -37,8 +37,15 @@ ulimit -n 65536 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 say "open files limit: $(ulimit -n)"
 (($(ulimit -n) >= 4096)) || say "WARNING: 1,000 connections need about 4,000 descriptors in the server"
 
-say "building the release binary"
+say "building the release binary and the hello-world ceiling (tests/bench/hello.rs)"
 cargo build --release
+HELLO_BIN=$(cargo bench --bench hello --no-run --message-format=json 2>/dev/null |
+  python3 -c 'import json, sys
+for line in sys.stdin:
+    m = json.loads(line)
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "hello" and m.get("executable"):
+        print(m["executable"])')
+[ -x "$HELLO_BIN" ] || die "cannot build tests/bench/hello.rs"
 
 # --- database --------------------------------------------------------------------------------
 . scripts/pg.sh
@@ -60,7 +67,9 @@ s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')}
 BASE=http://127.0.0.1:$PORT
 SERVER_PID=
 
+HELLO_PID=
 stop_server() {
+  [ -n "$HELLO_PID" ] && { kill "$HELLO_PID" 2>/dev/null || true; HELLO_PID=; }
   [ -n "$SERVER_PID" ] || return 0
   kill -TERM "$SERVER_PID" 2>/dev/null || true
   for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
@@ -90,6 +99,12 @@ for _ in $(seq 300); do
   sleep 0.1
 done
 curl -fs "$BASE/health/ready" >/dev/null || die "the server is not ready after 30 s"
+
+HELLO_PORT=$(python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+HELLO_PORT=$HELLO_PORT "$HELLO_BIN" >"$OUT/hello.log" 2>&1 &
+HELLO_PID=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$HELLO_PORT/" >/dev/null 2>&1 && break; sleep 0.1; done
 
 # --- data ------------------------------------------------------------------------------------
 say "seeding 100 users x 100 tasks and bench_big x 10,000"
@@ -244,7 +259,22 @@ backend_ticks_since() {
 
 RESULTS=$OUT/results.tsv
 : >"$RESULTS"
+# ceiling_run NAME URL ROUND: the HTTP layer without token or database, at 100 connections.
+ceiling_run() {
+  local out=$OUT/runs/r$3-$1.txt
+  wrk -t2 -c100 -d"${DURATION}s" --latency -s "$LUA/plain.lua" "$2" >"$out" 2>&1 || die "wrk failed for $1"
+  local line
+  line=$(grep '^BENCH_RESULT' "$out") || die "no result line from wrk for $1 (see $out)"
+  printf '%s\t%s\tceiling\t100\t%s\t%s\t%s\t%s\t%s\t%s\n' "$3" "$1" "$(field rps "$line")" \
+    "$(field p50_ms "$line")" "$(field p95_ms "$line")" "$(field p99_ms "$line")" "$(field non2xx "$line")" \
+    "$(field socket_errors "$line")" >>"$RESULTS"
+  say "  $1: ${line#BENCH_RESULT }"
+}
+
 for round in $(seq "$ROUNDS"); do
+  say "round $round/$ROUNDS: ceilings (rouille hello-world, the API's GET /health)"
+  ceiling_run hello "http://127.0.0.1:$HELLO_PORT/" "$round"
+  ceiling_run health "$BASE/health" "$round"
   for s in "${SCENARIOS[@]}"; do
     conns=$(connections_of "$s")
     say "round $round/$ROUNDS: $s, API at $conns connections"

@@ -22,10 +22,11 @@
 //! - the accept loop never ends on an error: it logs it, waits, and goes on;
 //! - on `stop`, idle connections are closed and busy ones right after their response.
 
+use std::collections::VecDeque;
 use std::io::{self, ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant};
 
@@ -51,6 +52,8 @@ const GATHER: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     pub max_connections: usize,
+    /// Connections to rouille, shared by all clients: requests beyond wait in the guard.
+    pub backends: usize,
     pub idle_timeout: Duration,
     pub request_timeout: Duration,
 }
@@ -73,9 +76,10 @@ impl Guard {
         let addr = listener.local_addr()?;
         let shared = Arc::new(Shared { stopping: AtomicBool::new(false), open: AtomicUsize::new(0) });
         let accepting = Arc::clone(&shared);
+        let backends = Arc::new(Backends::new(backend, limits.backends));
         let thread = thread::Builder::new()
             .name("guard-accept".to_owned())
-            .spawn(move || accept_loop(&listener, backend, limits, &accepting))?;
+            .spawn(move || accept_loop(&listener, &backends, limits, &accepting))?;
         Ok(Guard { addr, shared, thread: Some(thread) })
     }
 
@@ -111,6 +115,22 @@ impl Guard {
     }
 }
 
+/// Binds the public address with a listen backlog of 4096 (the kernel may cap it at
+/// `net.core.somaxconn`): std's 128 made a burst of a thousand clients lose SYNs, retried a
+/// second later.
+pub fn listen(host: &str, port: u16) -> io::Result<TcpListener> {
+    let mut failure = io::Error::new(ErrorKind::AddrNotAvailable, "the host resolves to no address");
+    for addr in std::net::ToSocketAddrs::to_socket_addrs(&(host, port))? {
+        let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+        socket.set_reuse_address(true)?;
+        match socket.bind(&addr.into()).and_then(|()| socket.listen(4096)) {
+            Ok(()) => return Ok(socket.into()),
+            Err(e) => failure = e,
+        }
+    }
+    Err(failure)
+}
+
 /// Where to connect to reach our own listener (a wildcard address is reached on loopback).
 fn wake_address(addr: SocketAddr) -> SocketAddr {
     let mut wake = addr;
@@ -120,7 +140,7 @@ fn wake_address(addr: SocketAddr) -> SocketAddr {
     wake
 }
 
-fn accept_loop(listener: &TcpListener, backend: SocketAddr, limits: Limits, shared: &Arc<Shared>) {
+fn accept_loop(listener: &TcpListener, backends: &Arc<Backends>, limits: Limits, shared: &Arc<Shared>) {
     while !shared.stopping.load(Ordering::SeqCst) {
         let client = match listener.accept() {
             Ok((client, _)) => client,
@@ -142,9 +162,9 @@ fn accept_loop(listener: &TcpListener, backend: SocketAddr, limits: Limits, shar
         }
         shared.open.fetch_add(1, Ordering::SeqCst);
         let counted = Counted(Arc::clone(shared));
+        let backends = Arc::clone(backends);
         let spawned = thread::Builder::new().name("connection".to_owned()).stack_size(STACK).spawn(move || {
-            let connection = Connection { client, backend: None, backend_addr: backend, limits, shared: &counted.0 };
-            connection.serve();
+            Connection { client, backends: &backends, limits, shared: &counted.0 }.serve();
         });
         if let Err(e) = spawned {
             log::warn!("cannot start a connection thread: {e}"); // the connection was dropped
@@ -193,17 +213,21 @@ struct Forward {
 
 struct Connection<'a> {
     client: TcpStream,
-    /// The connection to rouille, opened with the first request.
-    backend: Option<TcpStream>,
-    backend_addr: SocketAddr,
+    backends: &'a Backends,
     limits: Limits,
     shared: &'a Shared,
 }
 
 impl Connection<'_> {
-    fn serve(mut self) {
+    fn serve(self) {
         let mut received = Vec::new(); // bytes from the client not yet passed on
+        let configured = (self.client.set_read_timeout(Some(TICK)))
+            .and_then(|()| self.client.set_write_timeout(Some(WRITE_TIMEOUT)))
+            .and_then(|()| self.client.set_nodelay(true));
         let end = loop {
+            if let Err(e) = &configured {
+                break End::Cut(e.to_string());
+            }
             match self.exchange(&mut received) {
                 Ok(true) => {}
                 Ok(false) => break End::Quiet,
@@ -222,39 +246,32 @@ impl Connection<'_> {
     }
 
     /// One request and its response; returns whether the connection stays open.
-    fn exchange(&mut self, received: &mut Vec<u8>) -> Result<bool, End> {
+    fn exchange(&self, received: &mut Vec<u8>) -> Result<bool, End> {
         if received.is_empty() {
             if self.shared.stopping.load(Ordering::SeqCst) {
                 return Ok(false); // draining: close between requests
             }
-            if self.backend.is_none() {
-                self.client.set_read_timeout(Some(TICK))?;
-                self.client.set_write_timeout(Some(WRITE_TIMEOUT))?;
-                self.client.set_nodelay(true)?;
-            }
             self.receive(received, None)?;
         }
-        let request = self.read_request(received, Instant::now() + self.limits.request_timeout)?;
-        let open = self.pass_on(&request)?;
+        let deadline = Instant::now() + self.limits.request_timeout;
+        let request = self.read_request(received, deadline)?;
+        let open = self.pass_on(&request, deadline)?;
         Ok(open && !request.last)
     }
 
-    /// Sends a request to rouille and relays the response; returns whether rouille keeps the
-    /// connection open. A kept connection that rouille has closed since its last response gets
-    /// the request again on a new one (rouille never read it there).
-    fn pass_on(&mut self, request: &Forward) -> Result<bool, End> {
+    /// Sends a request to rouille on a shared connection and relays the response; returns
+    /// whether rouille kept that connection open. A kept connection that rouille has closed
+    /// since its last response gets the request again on a new one (rouille never read it).
+    fn pass_on(&self, request: &Forward, deadline: Instant) -> Result<bool, End> {
         let timeout = self.limits.request_timeout;
-        if let Some(backend) = &self.backend {
-            match send(backend, &self.client, request, timeout) {
-                Err(End::Unanswered) => self.backend = None,
-                result => return result,
-            }
+        let (mut backend, reused) = self.backends.take(deadline)?;
+        let mut result = send(&backend, &self.client, request, timeout);
+        if reused && matches!(result, Err(End::Unanswered)) {
+            backend = self.backends.open_new()?; // in the place of the closed one
+            result = send(&backend, &self.client, request, timeout);
         }
-        let backend = TcpStream::connect(self.backend_addr)?;
-        backend.set_nodelay(true)?;
-        backend.set_read_timeout(Some(TICK))?;
-        backend.set_write_timeout(Some(WRITE_TIMEOUT))?;
-        send(self.backend.insert(backend), &self.client, request, timeout)
+        self.backends.put_back(backend, &result);
+        result
     }
 
     /// Reads what the client sends next into `received`: between requests (no `deadline`) for
@@ -336,6 +353,128 @@ impl Connection<'_> {
         bytes.extend_from_slice(b"\r\n");
         bytes.extend_from_slice(&body);
         Ok(Forward { bytes, head_method: head.head_method, last: !whole || head.close })
+    }
+}
+
+/// The connections to rouille. tiny_http keeps a thread per connection and accepts with a
+/// backlog of 128, so the guard opens at most `max` (a burst of clients then waits here, not in
+/// SYN retries) and keeps them for the next request of any client. Clients wait in turn: a
+/// connection coming back goes to the longest waiting, so none is passed over.
+struct Backends {
+    addr: SocketAddr,
+    max: usize,
+    state: Mutex<BackendState>,
+}
+
+struct BackendState {
+    idle: Vec<TcpStream>,
+    /// Connections open, idle or in use, plus places granted to open one.
+    open: usize,
+    waiting: VecDeque<Arc<Waiter>>,
+}
+
+/// A client waiting for a connection; `grant` is filled in its turn.
+#[derive(Default)]
+struct Waiter {
+    grant: Mutex<Option<Grant>>,
+    granted: Condvar,
+}
+
+enum Grant {
+    /// A kept connection.
+    Kept(TcpStream),
+    /// A place to open a new one.
+    Open,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Backends {
+    fn new(addr: SocketAddr, max: usize) -> Backends {
+        let state = BackendState { idle: Vec::new(), open: 0, waiting: VecDeque::new() };
+        Backends { addr, max: max.max(1), state: Mutex::new(state) }
+    }
+
+    /// A connection (`true`: a kept one, which rouille may have closed since), at once when
+    /// nobody is waiting, else in turn; 503 when `deadline` passes first.
+    fn take(&self, deadline: Instant) -> Result<(TcpStream, bool), End> {
+        let waiter = {
+            let mut state = lock(&self.state);
+            if state.waiting.is_empty() {
+                if let Some(stream) = state.idle.pop() {
+                    return Ok((stream, true));
+                }
+                if state.open < self.max {
+                    state.open += 1;
+                    drop(state);
+                    return Ok((self.open_new()?, false));
+                }
+            }
+            let waiter = Arc::new(Waiter::default());
+            state.waiting.push_back(Arc::clone(&waiter));
+            waiter
+        };
+        let mut grant = lock(&waiter.grant);
+        loop {
+            match grant.take() {
+                Some(Grant::Kept(stream)) => return Ok((stream, true)),
+                Some(Grant::Open) => return Ok((self.open_new()?, false)),
+                None => {}
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                drop(grant);
+                let mut state = lock(&self.state);
+                if let Some(at) = state.waiting.iter().position(|w| Arc::ptr_eq(w, &waiter)) {
+                    state.waiting.remove(at);
+                    return Err(End::Refuse(Reject::Busy));
+                }
+                drop(state);
+                // Our turn came just now: the grant is on its way.
+                grant = waiter
+                    .granted
+                    .wait_while(lock(&waiter.grant), |g| g.is_none())
+                    .unwrap_or_else(PoisonError::into_inner);
+                continue;
+            }
+            grant = waiter.granted.wait_timeout(grant, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+    }
+
+    /// Opens a connection in a place already counted in `open`.
+    fn open_new(&self) -> Result<TcpStream, End> {
+        let connected = TcpStream::connect(self.addr).and_then(|stream| {
+            stream.set_nodelay(true)?;
+            stream.set_read_timeout(Some(TICK))?;
+            stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+            Ok(stream)
+        });
+        connected.map_err(|e| {
+            self.release(None);
+            End::Cut(format!("cannot reach rouille: {e}"))
+        })
+    }
+
+    /// Gives back a connection after an exchange: kept when rouille keeps it, else closed.
+    fn put_back(&self, stream: TcpStream, result: &Result<bool, End>) {
+        self.release(matches!(result, Ok(true)).then_some(stream));
+    }
+
+    /// Hands a kept connection, or the place of a closed one, to the longest waiting client.
+    fn release(&self, kept: Option<TcpStream>) {
+        let mut state = lock(&self.state);
+        let Some(waiter) = state.waiting.pop_front() else {
+            match kept {
+                Some(stream) => state.idle.push(stream),
+                None => state.open -= 1,
+            }
+            return;
+        };
+        drop(state);
+        *lock(&waiter.grant) = Some(kept.map_or(Grant::Open, Grant::Kept));
+        waiter.granted.notify_one();
     }
 }
 
@@ -487,6 +626,8 @@ enum Reject {
     AmbiguousLength,
     UnsupportedTransferEncoding,
     BadChunk,
+    /// Every connection to rouille stayed busy for the whole request timeout.
+    Busy,
 }
 
 impl Reject {
@@ -500,6 +641,7 @@ impl Reject {
             }
             Reject::UnsupportedTransferEncoding => "Transfer-Encoding other than chunked",
             Reject::BadChunk => "Malformed chunked body",
+            Reject::Busy => "The server is busy",
         }
     }
 }
@@ -507,7 +649,7 @@ impl Reject {
 /// The guard's own answer, in the API's error format, after which it closes the connection.
 fn rejection(reject: Reject) -> Vec<u8> {
     let (status, code) = match reject {
-        Reject::TooManyConnections => ("503 Service Unavailable\r\nRetry-After: 1", "unavailable"),
+        Reject::TooManyConnections | Reject::Busy => ("503 Service Unavailable\r\nRetry-After: 1", "unavailable"),
         Reject::HeadTooLarge => ("431 Request Header Fields Too Large", "headers_too_large"),
         Reject::DeclaredTooLarge => ("413 Payload Too Large", "payload_too_large"),
         Reject::AmbiguousLength | Reject::BadChunk => ("400 Bad Request", "bad_request"),

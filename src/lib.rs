@@ -13,7 +13,7 @@ pub mod health;
 pub mod http;
 pub mod tasks;
 
-use std::net::{SocketAddr, TcpListener};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -97,7 +97,7 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
         ),
         cors: config.cors.clone(),
     });
-    let listener = TcpListener::bind((config.host.as_str(), config.port))
+    let listener = guard::listen(&config.host, config.port)
         .map_err(|e| format!("cannot listen on {}:{} (HOST, PORT): {e}", config.host, config.port))?;
     // rouille listens on loopback only; clients reach it through the guard.
     let server = rouille::Server::new("127.0.0.1:0", move |request| http::handle(&app, request, dispatch))
@@ -105,6 +105,8 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
         .pool_size(config.workers);
     let limits = Limits {
         max_connections: config.max_connections,
+        // Enough that a worker finishing a request finds the next one queued in rouille.
+        backends: config.workers * 4,
         idle_timeout: config.idle_timeout,
         request_timeout: config.request_timeout,
     };

@@ -1,9 +1,10 @@
 """Turns the benchmark's raw results into the Markdown report (medians over rounds).
 
 Usage: python3 report.py RESULTS_TSV META_TSV
-RESULTS_TSV rows: round, scenario, side (api|floor), connections, then for api: rps, p50, p95,
-p99 (ms), non2xx, socket_errors, CPU µs per request of the server and of its PostgreSQL
-backends; for floor: tps ("nan" when pgbench failed).
+RESULTS_TSV rows: round, scenario, side (api|floor|ceiling), connections, then for api: rps, p50,
+p95, p99 (ms), non2xx, socket_errors, CPU µs per request of the server and of its PostgreSQL
+backends; for floor: tps ("nan" when pgbench failed); for ceiling (hello, health): rps, p50,
+p95, p99, non2xx, socket_errors.
 META_TSV rows: key, value.
 """
 import math
@@ -31,7 +32,7 @@ def clients_text(counts):
 
 
 def main():
-    api, floor = defaultdict(list), defaultdict(list)
+    api, floor, ceiling = defaultdict(list), defaultdict(list), defaultdict(list)
     api_conns, floor_conns = {}, {}
     with open(sys.argv[1]) as f:
         for line in f:
@@ -41,6 +42,8 @@ def main():
             if side == "api":
                 api[scenario].append(numbers)
                 api_conns[scenario] = conns
+            elif side == "ceiling":
+                ceiling[scenario].append(numbers)
             else:
                 floor[scenario].append(numbers[0])
                 floor_conns.setdefault(scenario, set()).add(int(conns))
@@ -78,6 +81,20 @@ def main():
                f"{clients_text(floor_conns.get('mixed1000', set()))} clients: {meta.get('floor_note', '')}). "
                "Tasks created by "
                "a run are deleted (and the table vacuumed) before the next run.")
+    if ceiling:
+        out.append("")
+        out.append("The HTTP layer's ceiling in the same run (100 connections, no token, no database): "
+                   "rouille alone answering a constant (`tests/bench/hello.rs`, 32 threads), and the API's "
+                   "`GET /health` (the guard, rouille and the router).")
+        out.append("")
+        out.append("| ceiling | req/s | p50 ms | p99 ms | non-2xx | socket errors |")
+        out.append("|---|---:|---:|---:|---:|---:|")
+        for name, label in [("hello", "rouille hello-world"), ("health", "API `GET /health`")]:
+            runs = ceiling.get(name, [])
+            if runs:
+                rps, p50, p99 = (median([r[i] for r in runs]) for i in (0, 1, 3))
+                errors = [int(sum(r[i] for r in runs)) for i in (4, 5)]
+                out.append(f"| {label} | {fmt(rps)} | {fmt(p50, 2)} | {fmt(p99, 2)} | {errors[0]} | {errors[1]} |")
     out.append("")
     out.append("| | |")
     out.append("|---|---|")

@@ -349,3 +349,55 @@ fn a_request_after_one_rouille_refused_and_closed_on_is_still_answered() {
     let text = String::from_utf8_lossy(&rest);
     assert!(closed && text.starts_with("HTTP/1.1 200") && text.ends_with(r#"{"status":"ok"}"#), "{text}");
 }
+
+#[test]
+fn clients_beyond_the_connections_to_rouille_wait_in_turn_or_get_a_503() {
+    // WORKERS=1: the guard keeps at most 4 connections to rouille.
+    let app = spawn_app_with(&[("WORKERS", "1"), ("REQUEST_TIMEOUT_SECONDS", "1")], dispatch);
+    app.create("u1", "one");
+    std::thread::scope(|scope| {
+        let clients: Vec<_> = (0..24)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut stream = TcpStream::connect(app.addr).unwrap();
+                    let request =
+                        format!("GET /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n", token("u1"));
+                    for _ in 0..5 {
+                        stream.write_all(request.as_bytes()).unwrap();
+                    }
+                    stream.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+                    let (response, closed) = read_until_closed(&mut stream, Duration::from_secs(20));
+                    (String::from_utf8_lossy(&response).matches("HTTP/1.1 200").count(), closed)
+                })
+            })
+            .collect();
+        for client in clients {
+            assert_eq!(client.join().unwrap(), (6, true), "every pipelined request answered, in turn");
+        }
+    });
+    // Four requests stuck on a locked table hold every connection to rouille: a request begun
+    // before them (its deadline comes first) waits in the guard until its timeout, then gets a 503.
+    let mut lock = lock_tasks(&app);
+    let mut waiting = TcpStream::connect(app.addr).unwrap();
+    waiting.write_all(b"G").unwrap();
+    let started = Instant::now();
+    std::thread::scope(|scope| {
+        std::thread::sleep(Duration::from_millis(100));
+        for user in ["a", "b", "c", "d"] {
+            let mut stream = TcpStream::connect(app.addr).unwrap();
+            let request =
+                format!("GET /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\n\r\n", token(user));
+            stream.write_all(request.as_bytes()).unwrap();
+            scope.spawn(move || read_until_closed(&mut stream, Duration::from_secs(5))); // cut off after 1 s
+        }
+        std::thread::sleep(Duration::from_millis(300));
+        waiting.write_all(b"ET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+        let (response, closed) = read_until_closed(&mut waiting, Duration::from_secs(5));
+        let reply = parse_reply(&response);
+        assert!(closed);
+        reply.error(503, "unavailable");
+        assert!(started.elapsed() >= Duration::from_millis(900), "{:?}", started.elapsed());
+        lock.batch_execute("COMMIT").unwrap();
+    });
+    assert_eq!(app.call("GET", "/health").send().status, 200);
+}

@@ -5,13 +5,14 @@
 //!
 //! Listens on 127.0.0.1:$HELLO_PORT and prints `listening` once bound; runs until killed.
 
-fn main() {
+#[allow(clippy::print_stdout)]
+fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
     let port = std::env::var("HELLO_PORT").unwrap_or_else(|_| "18600".to_owned());
     let server = rouille::Server::new(format!("127.0.0.1:{port}"), |_request| {
         rouille::Response::from_data("application/json", &b"{\"status\":\"ok\"}"[..])
-    })
-    .expect("cannot listen")
+    })?
     .pool_size(32);
     println!("listening");
     server.run();
+    Ok(())
 }
