@@ -270,8 +270,18 @@ impl Connection<'_> {
             backend = self.backends.open_new()?; // in the place of the closed one
             result = send(&backend, &self.client, request, timeout);
         }
-        self.backends.put_back(backend, &result);
-        result
+        let (open, rest) = match result {
+            Ok((open, rest)) => {
+                self.backends.put_back(backend, open);
+                (open, rest)
+            }
+            Err(end) => {
+                self.backends.put_back(backend, false);
+                return Err(end);
+            }
+        };
+        (&self.client).write_all(&rest)?;
+        Ok(open)
     }
 
     /// Reads what the client sends next into `received`: between requests (no `deadline`) for
@@ -458,8 +468,8 @@ impl Backends {
     }
 
     /// Gives back a connection after an exchange: kept when rouille keeps it, else closed.
-    fn put_back(&self, stream: TcpStream, result: &Result<bool, End>) {
-        self.release(matches!(result, Ok(true)).then_some(stream));
+    fn put_back(&self, stream: TcpStream, keep: bool) {
+        self.release(keep.then_some(stream));
     }
 
     /// Hands a kept connection, or the place of a closed one, to the longest waiting client.
@@ -478,25 +488,34 @@ impl Backends {
     }
 }
 
-/// Sends one request to rouille and relays its response to the client; returns whether the
-/// connection may carry another request.
-fn send(mut backend: &TcpStream, mut client: &TcpStream, request: &Forward, timeout: Duration) -> Result<bool, End> {
+/// What `send` leaves: whether rouille keeps the connection, and the end of the response, not
+/// yet written to the client (a response up to `GATHER` bytes is all of it), so that the
+/// connection goes back before a slow client reads it.
+type Relayed = Result<(bool, Vec<u8>), End>;
+
+/// Sends one request to rouille and reads its response, writing to the client what exceeds
+/// `GATHER` as it comes.
+fn send(mut backend: &TcpStream, mut client: &TcpStream, request: &Forward, timeout: Duration) -> Relayed {
     backend.write_all(&request.bytes).map_err(|_| End::Unanswered)?;
     let deadline = Instant::now() + timeout;
-    let mut buf = Vec::new();
+    let (mut buf, mut answered) = (Vec::new(), false);
     let head_end = loop {
         if let Some(at) = find(&buf, b"\r\n\r\n") {
+            // An interim 1xx response is not passed on: the guard answers `Expect` itself.
+            if buf.get(9) == Some(&b'1') {
+                buf.drain(..at + 4);
+                continue;
+            }
             break at + 4;
         }
         match read_backend(backend, &mut buf, deadline) {
-            Ok(true) => {}
+            Ok(true) => answered = true,
             Err(e) if e.kind() == ErrorKind::TimedOut => return Err(End::Cut(format!("no answer after {timeout:?}"))),
-            Err(_) | Ok(false) if buf.is_empty() => return Err(End::Unanswered),
+            Err(_) | Ok(false) if !answered => return Err(End::Unanswered),
             Err(_) | Ok(false) => return Err(End::Cut("rouille closed the connection mid-response".to_owned())),
         }
     };
-    let head_method = request.head_method;
-    let (mut framing, close) = response_framing(&buf[..head_end], head_method);
+    let (mut framing, close) = response_framing(&buf[..head_end], request.head_method);
     let mut rest = buf.len() - head_end;
     let mut scratch = Vec::new();
     loop {
@@ -522,8 +541,7 @@ fn send(mut backend: &TcpStream, mut client: &TcpStream, request: &Forward, time
             Framing::UntilClose => false,
         };
         if done {
-            client.write_all(&buf)?;
-            return Ok(!close);
+            return Ok((!close, buf));
         }
         if buf.len() >= GATHER {
             client.write_all(&buf)?;
@@ -531,9 +549,8 @@ fn send(mut backend: &TcpStream, mut client: &TcpStream, request: &Forward, time
         }
         let before = buf.len();
         if !read_backend(backend, &mut buf, deadline)? {
-            client.write_all(&buf)?;
             return match framing {
-                Framing::UntilClose => Ok(false),
+                Framing::UntilClose => Ok((false, buf)),
                 _ => Err(End::Cut("rouille closed the connection mid-response".to_owned())),
             };
         }
@@ -628,6 +645,8 @@ enum Reject {
     BadChunk,
     /// Every connection to rouille stayed busy for the whole request timeout.
     Busy,
+    BadRequestLine,
+    UnsupportedVersion,
 }
 
 impl Reject {
@@ -642,6 +661,8 @@ impl Reject {
             Reject::UnsupportedTransferEncoding => "Transfer-Encoding other than chunked",
             Reject::BadChunk => "Malformed chunked body",
             Reject::Busy => "The server is busy",
+            Reject::BadRequestLine => "Malformed request line",
+            Reject::UnsupportedVersion => "Only HTTP/1.0 and HTTP/1.1 are supported",
         }
     }
 }
@@ -652,7 +673,8 @@ fn rejection(reject: Reject) -> Vec<u8> {
         Reject::TooManyConnections | Reject::Busy => ("503 Service Unavailable\r\nRetry-After: 1", "unavailable"),
         Reject::HeadTooLarge => ("431 Request Header Fields Too Large", "headers_too_large"),
         Reject::DeclaredTooLarge => ("413 Payload Too Large", "payload_too_large"),
-        Reject::AmbiguousLength | Reject::BadChunk => ("400 Bad Request", "bad_request"),
+        Reject::AmbiguousLength | Reject::BadChunk | Reject::BadRequestLine => ("400 Bad Request", "bad_request"),
+        Reject::UnsupportedVersion => ("505 HTTP Version Not Supported", "http_version_not_supported"),
         Reject::UnsupportedTransferEncoding => ("501 Not Implemented", "not_implemented"),
     };
     let id = new_request_id();
@@ -668,8 +690,8 @@ fn rejection(reject: Reject) -> Vec<u8> {
 /// A checked request head.
 #[derive(Debug, PartialEq, Eq)]
 struct Head {
-    /// The request line and headers as rouille should see them, without the blank line and
-    /// without the headers that frame the body (the guard frames it anew).
+    /// The request line and headers as rouille should see them, without the blank line, the
+    /// headers that frame the body (the guard frames it anew), `Expect` and `Upgrade`.
     forward: Vec<u8>,
     /// The body's length; `None` for a chunked body.
     length: Option<usize>,
@@ -689,7 +711,23 @@ impl Head {
         if head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r')) {
             return Err(Reject::AmbiguousLength);
         }
-        let (mut lengths, mut chunked, mut expects_continue, mut connection) = (Vec::new(), 0, false, None);
+        let blank_line = head.len().saturating_sub(2);
+        let mut lines = head[..blank_line].split_inclusive(|&b| b == b'\n');
+        let request_line = lines.next().unwrap_or_default();
+        let mut parts = request_line.strip_suffix(b"\r\n").unwrap_or(request_line).split(|&b| b == b' ');
+        let (Some(method), Some(target), Some(version), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(Reject::BadRequestLine);
+        };
+        let token = |b: &u8| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(b);
+        if method.is_empty() || !method.iter().all(token) || target.is_empty() {
+            return Err(Reject::BadRequestLine);
+        }
+        if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
+            return Err(Reject::UnsupportedVersion);
+        }
+        let (mut lengths, mut chunked, mut expect, mut connection) = (Vec::new(), 0, None, None);
         for (name, value) in header_lines(head) {
             if name.eq_ignore_ascii_case(b"content-length") {
                 let digits = value.iter().all(u8::is_ascii_digit) && !value.is_empty();
@@ -700,8 +738,8 @@ impl Head {
                     return Err(Reject::UnsupportedTransferEncoding);
                 }
                 chunked += 1;
-            } else if name.eq_ignore_ascii_case(b"expect") {
-                expects_continue = value.eq_ignore_ascii_case(b"100-continue");
+            } else if name.eq_ignore_ascii_case(b"expect") && expect.is_none() {
+                expect = Some(value.eq_ignore_ascii_case(b"100-continue"));
             } else if name.eq_ignore_ascii_case(b"connection") && connection.is_none() {
                 connection = Some(value.to_ascii_lowercase());
             }
@@ -715,36 +753,29 @@ impl Head {
             ([], 1) => None,
             _ => return Err(Reject::AmbiguousLength),
         };
-        let blank_line = head.len().saturating_sub(2);
-        let mut lines = head[..blank_line].split_inclusive(|&b| b == b'\n');
-        let request_line = lines.next().unwrap_or_default();
         let mut forward = Vec::with_capacity(head.len() + 32);
-        let mut parts = request_line.splitn(3, |&b| b == b' ');
-        match (parts.next(), parts.next(), parts.next()) {
-            (Some(method), Some(target), Some(version)) => {
-                forward.extend_from_slice(method);
-                forward.push(b' ');
-                percent_encode_non_ascii(origin_form(target), &mut forward);
-                forward.push(b' ');
-                forward.extend_from_slice(version);
-            }
-            _ => percent_encode_non_ascii(request_line, &mut forward), // malformed: rouille answers 400
-        }
+        forward.extend_from_slice(method);
+        forward.push(b' ');
+        percent_encode_non_ascii(origin_form(target), &mut forward);
+        forward.push(b' ');
+        forward.extend_from_slice(version);
+        forward.extend_from_slice(b"\r\n");
+        // The guard alone frames the body, answers `Expect`, and decides when the client's
+        // connection ends; rouille's connection is kept alive and never upgraded.
+        let dropped: [&[u8]; 5] = [b"content-length", b"transfer-encoding", b"expect", b"connection", b"upgrade"];
         for line in lines {
             let name = line.split(|&b| b == b':').next().unwrap_or_default().trim_ascii();
-            let framing = [&b"content-length"[..], b"transfer-encoding"].iter().any(|n| name.eq_ignore_ascii_case(n));
-            let expectation = expects_continue && name.eq_ignore_ascii_case(b"expect");
-            if !(framing || expectation) {
+            if !dropped.iter().any(|d| name.eq_ignore_ascii_case(d)) {
                 percent_encode_non_ascii(line, &mut forward);
             }
         }
-        let head_method = request_line.starts_with(b"HEAD ");
-        // tiny_http's rule, from the first Connection header.
-        let http_1_0 = request_line.trim_ascii_end().ends_with(b" HTTP/1.0");
+        forward.extend_from_slice(b"Connection: keep-alive\r\n");
+        // tiny_http's rule for the client's connection, from its first Connection header.
         let has = |token: &[u8]| connection.as_ref().is_some_and(|c| find(c, token).is_some());
-        let close = has(b"close") || has(b"upgrade") || (http_1_0 && !has(b"keep-alive"));
+        let close = has(b"close") || has(b"upgrade") || (version == b"HTTP/1.0" && !has(b"keep-alive"));
         let framed = !lengths.is_empty() || chunked > 0;
-        Ok(Head { forward, length, framed, expects_continue, head_method, close })
+        let expects_continue = expect == Some(true);
+        Ok(Head { forward, length, framed, expects_continue, head_method: method == b"HEAD", close })
     }
 }
 
@@ -862,15 +893,39 @@ mod tests {
     #[test]
     fn heads_lose_their_framing_headers_and_keep_the_rest() {
         let head = Head::parse(b"POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\nX-Y: z\r\n\r\n").unwrap();
-        assert_eq!(head.forward, b"POST /a HTTP/1.1\r\nHost: x\r\nX-Y: z\r\n");
+        assert_eq!(head.forward, b"POST /a HTTP/1.1\r\nHost: x\r\nX-Y: z\r\nConnection: keep-alive\r\n");
         assert_eq!((head.length, head.framed, head.expects_continue, head.head_method), (Some(4), true, false, false));
         let head = Head::parse(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
         assert_eq!((head.length, head.framed), (Some(0), false));
         let head =
-            Head::parse(b"PUT /a HTTP/1.1\r\nexpect: 100-Continue\r\nTransfer-Encoding: chunked\r\n\r\n").unwrap();
-        assert_eq!(head.forward, b"PUT /a HTTP/1.1\r\n", "the guard answers the expectation itself");
+            Head::parse(b"PUT /a HTTP/1.1\r\nexpect: 100-Continue\r\nExpect: x\r\nTransfer-Encoding: chunked\r\n\r\n")
+                .unwrap();
+        assert_eq!(head.forward, b"PUT /a HTTP/1.1\r\nConnection: keep-alive\r\n", "the guard answers `Expect` itself");
         assert_eq!((head.length, head.framed, head.expects_continue), (None, true, true));
+        let head = Head::parse(
+            b"PUT /a HTTP/1.1\r\nExpect: x\r\nExpect: 100-continue\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n",
+        )
+        .unwrap();
+        assert_eq!(head.forward, b"PUT /a HTTP/1.1\r\nConnection: keep-alive\r\n", "never upgraded");
+        assert!(!head.expects_continue && head.close, "the first Expect counts");
         assert!(Head::parse(b"HEAD / HTTP/1.1\r\n\r\n").unwrap().head_method);
+    }
+
+    #[test]
+    fn request_lines_must_be_method_target_version() {
+        let cases: &[(&[u8], Reject)] = &[
+            (b" HEAD /health HTTP/1.1\r\n\r\n", Reject::BadRequestLine),
+            (b"GET  / HTTP/1.1\r\n\r\n", Reject::BadRequestLine),
+            (b"GET / HTTP/1.1 x\r\n\r\n", Reject::BadRequestLine),
+            (b"GET /\r\n\r\n", Reject::BadRequestLine),
+            (b"G(T / HTTP/1.1\r\n\r\n", Reject::BadRequestLine),
+            (b"GET / HTTP/2.0\r\n\r\n", Reject::UnsupportedVersion),
+            (b"GET / HTTP/1.2\r\n\r\n", Reject::UnsupportedVersion),
+            (b"GET / http/1.1\r\n\r\n", Reject::UnsupportedVersion),
+        ];
+        for (head, reject) in cases {
+            assert_eq!(forwarded(head), Err(*reject), "{}", String::from_utf8_lossy(head));
+        }
     }
 
     #[test]
@@ -922,7 +977,8 @@ mod tests {
             (b"GET /plain HTTP/1.1\r\n\r\n", b"GET /plain HTTP/1.1\r\n"),
         ];
         for (head, expected) in cases {
-            assert_eq!(forwarded(head).unwrap(), *expected, "{}", String::from_utf8_lossy(head));
+            let expected = [*expected, b"Connection: keep-alive\r\n"].concat();
+            assert_eq!(forwarded(head).unwrap(), expected, "{}", String::from_utf8_lossy(head));
         }
     }
 

@@ -401,3 +401,35 @@ fn clients_beyond_the_connections_to_rouille_wait_in_turn_or_get_a_503() {
     });
     assert_eq!(app.call("GET", "/health").send().status, 200);
 }
+
+#[test]
+fn header_tricks_never_mix_up_responses_on_shared_connections() {
+    // WORKERS=1: four shared connections to rouille, so every one is reused many times.
+    let app = spawn_app_with(&[("WORKERS", "1")], dispatch);
+    let body = r#"{"title":"mine"}"#;
+    let tricks =
+        ["Expect: 100-continue\r\nExpect: x\r\n", "Connection: upgrade\r\nUpgrade: websocket\r\n", "TE: chunked\r\n"];
+    for trick in tricks {
+        let request = format!(
+            "POST /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {}\r\nContent-Type: application/json\r\n\
+             {trick}Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            token("attacker"),
+            body.len()
+        );
+        let mut stream = TcpStream::connect(app.addr).unwrap();
+        stream.write_all(request.as_bytes()).unwrap();
+        let (bytes, _) = read_until_closed(&mut stream, Duration::from_secs(5));
+        let interim = b"HTTP/1.1 100 Continue\r\n\r\n";
+        let reply = parse_reply(bytes.strip_prefix(&interim[..]).unwrap_or(&bytes));
+        assert_eq!((reply.status, reply.json()["title"].clone()), (201, json!("mine")), "{trick}");
+        for _ in 0..8 {
+            let victim = app.get("/api/tasks", "victim");
+            assert_eq!((victim.status, victim.json()), (200, json!([])), "after {trick}");
+        }
+    }
+    for (request_line, status) in [(" HEAD /health HTTP/1.1", 400), ("GET /health HTTP/2.0", 505)] {
+        let reply = raw(app.addr, format!("{request_line}\r\nHost: x\r\nTE: chunked\r\n\r\n").as_bytes());
+        assert_eq!(reply.status, status, "{request_line}");
+    }
+    assert_eq!(app.call("GET", "/health").send().status, 200);
+}
