@@ -188,8 +188,10 @@ enum End {
     Quiet,
     /// With the guard's own error response.
     Refuse(Reject),
-    /// At once, logged: a limit in time was hit or a socket failed.
+    /// At once, logged: a limit in time was hit, or rouille misbehaved.
     Cut(String),
+    /// The client's socket failed (a reset, say): logged at debug only.
+    Gone(String),
     /// rouille closed its connection before answering: it had closed it after the previous
     /// response (tiny_http does after answering a malformed request) and never read this one.
     Unanswered,
@@ -197,7 +199,7 @@ enum End {
 
 impl From<io::Error> for End {
     fn from(e: io::Error) -> End {
-        End::Cut(e.to_string())
+        End::Gone(e.to_string())
     }
 }
 
@@ -241,6 +243,7 @@ impl Connection<'_> {
                 let _ = (&self.client).write_all(&rejection(reject));
             }
             End::Cut(why) => log::warn!("connection cut off: {why}"),
+            End::Gone(why) => log::debug!("connection ended: {why}"),
             End::Unanswered => log::warn!("connection cut off: rouille closed the connection without a response"),
         }
     }
@@ -374,6 +377,8 @@ struct Backends {
     addr: SocketAddr,
     max: usize,
     state: Mutex<BackendState>,
+    /// Held while a connection is opened and probed.
+    opening: Mutex<()>,
 }
 
 struct BackendState {
@@ -404,7 +409,7 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Backends {
     fn new(addr: SocketAddr, max: usize) -> Backends {
         let state = BackendState { idle: Vec::new(), open: 0, waiting: VecDeque::new() };
-        Backends { addr, max: max.max(1), state: Mutex::new(state) }
+        Backends { addr, max: max.max(1), state: Mutex::new(state), opening: Mutex::new(()) }
     }
 
     /// A connection (`true`: a kept one, which rouille may have closed since), at once when
@@ -453,18 +458,29 @@ impl Backends {
         }
     }
 
-    /// Opens a connection in a place already counted in `open`.
+    /// Opens a connection in a place already counted in `open`. tiny_http hands each new
+    /// connection to its task pool, which can lose the wake-up of one opened while another is
+    /// being picked up: that connection is never read (seen as requests unanswered for 30 s).
+    /// So connections are opened one at a time, each proven read by a `GET /health` before
+    /// the next; one not answered within a second is dropped and another opened.
     fn open_new(&self) -> Result<TcpStream, End> {
-        let connected = TcpStream::connect(self.addr).and_then(|stream| {
-            stream.set_nodelay(true)?;
-            stream.set_read_timeout(Some(TICK))?;
-            stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-            Ok(stream)
-        });
-        connected.map_err(|e| {
-            self.release(None);
-            End::Cut(format!("cannot reach rouille: {e}"))
-        })
+        let _one_at_a_time = lock(&self.opening);
+        let mut failure = io::Error::from(ErrorKind::TimedOut);
+        for _ in 0..3 {
+            let opened = TcpStream::connect(self.addr).and_then(|stream| {
+                stream.set_nodelay(true)?;
+                stream.set_read_timeout(Some(TICK))?;
+                stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
+                probe(&stream)?;
+                Ok(stream)
+            });
+            match opened {
+                Ok(stream) => return Ok(stream),
+                Err(e) => failure = e,
+            }
+        }
+        self.release(None);
+        Err(End::Cut(format!("cannot reach rouille: {failure}")))
     }
 
     /// Gives back a connection after an exchange: kept when rouille keeps it, else closed.
@@ -548,13 +564,40 @@ fn send(mut backend: &TcpStream, mut client: &TcpStream, request: &Forward, time
             buf.clear();
         }
         let before = buf.len();
-        if !read_backend(backend, &mut buf, deadline)? {
+        let more =
+            read_backend(backend, &mut buf, deadline).map_err(|e| End::Cut(format!("rouille's response: {e}")))?;
+        if !more {
             return match framing {
                 Framing::UntilClose => Ok((false, buf)),
                 _ => Err(End::Cut("rouille closed the connection mid-response".to_owned())),
             };
         }
         rest = buf.len() - before;
+    }
+}
+
+/// Sends `GET /health` on a new connection to rouille and reads the whole answer, within a second.
+fn probe(mut stream: &TcpStream) -> io::Result<()> {
+    stream.write_all(b"GET /health HTTP/1.1\r\nHost: guard\r\nConnection: keep-alive\r\n\r\n")?;
+    let deadline = Instant::now() + Duration::from_secs(1);
+    let mut buf = Vec::new();
+    loop {
+        if let Some(at) = find(&buf, b"\r\n\r\n") {
+            return match response_framing(&buf[..at + 4], false) {
+                (Framing::Length(length), false) if buf.len() == at + 4 + length => Ok(()),
+                (Framing::Length(length), false) if buf.len() < at + 4 + length => {
+                    if read_backend(stream, &mut buf, deadline)? {
+                        continue;
+                    } else {
+                        Err(ErrorKind::UnexpectedEof.into())
+                    }
+                }
+                _ => Err(io::Error::other("unexpected answer to the probe")),
+            };
+        }
+        if !read_backend(stream, &mut buf, deadline)? {
+            return Err(ErrorKind::UnexpectedEof.into());
+        }
     }
 }
 
