@@ -34,19 +34,21 @@
 //! 8. No `unsafe`, `unwrap`, indexing or integer arithmetic: nothing in here
 //!    can panic on any input.
 //!
-//! When a JSON object repeats a key, the last one wins (serde_json's behaviour
-//! and `JSON.parse`'s, as RFC 7519 §4 allows).
+//! A header or payload that repeats a member the verifier reads is rejected
+//! (RFC 7519 §4 allows rejecting or taking the last); other members are
+//! skipped without being kept.
 
 use std::fmt;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
-use serde_json::{Map, Value};
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, Deserializer};
+use serde_json::Value;
 use sha2::Sha256;
 
 type HmacSha256 = Hmac<Sha256>;
-type Object = Map<String, Value>;
 
 /// Longer tokens are rejected before anything else is done with them.
 pub const MAX_TOKEN_LEN: usize = 8192;
@@ -54,8 +56,47 @@ pub const MAX_TOKEN_LEN: usize = 8192;
 pub const MAX_USER_ID_LEN: usize = 255;
 /// Latest accepted NumericDate: 9999-12-31T23:59:59Z.
 const MAX_NUMERIC_DATE: f64 = 253_402_300_799.0;
-/// Claims that may name the user, in order of precedence.
-const USER_ID_CLAIMS: [&str; 3] = ["sub", "user_id", "id"];
+/// The headers jose (`{"alg":"HS256"}`) and PyJWT (`{"alg":"HS256","typ":"JWT"}`)
+/// write, as encoded: known to pass the header check (a test shows it), so a token
+/// with one of them is not decoded and parsed for it again.
+const COMMON_HEADERS: [&str; 2] = ["eyJhbGciOiJIUzI1NiJ9", "eyJhbGciOiJIUzI1NiIsInR5cCI6IkpXVCJ9"];
+
+/// The header members the verifier reads. A member that is present is `Some`,
+/// even when it is `null`.
+#[derive(Deserialize)]
+struct Header {
+    #[serde(default, deserialize_with = "present")]
+    alg: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    crit: Option<Value>,
+}
+
+/// The claims the verifier reads, present (`Some`, even when `null`) or absent.
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default, deserialize_with = "present")]
+    exp: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    nbf: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    iat: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    iss: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    aud: Option<Value>,
+    // Those that may name the user, in order of precedence.
+    #[serde(default, deserialize_with = "present")]
+    sub: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    user_id: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    id: Option<Value>,
+}
+
+/// A member that is there, whatever its value (`null` included).
+fn present<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Option<Value>, D::Error> {
+    Value::deserialize(deserializer).map(Some)
+}
 
 /// An authenticated user id. Only this module can construct one.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -185,7 +226,10 @@ impl Verifier {
         //    which the base64url alphabet rejects.
         let (signing_input, signature_b64) = token.rsplit_once('.').ok_or(AuthError::Malformed)?;
         let (header_b64, payload_b64) = signing_input.split_once('.').ok_or(AuthError::Malformed)?;
-        let header = decode_segment(header_b64)?;
+        let header = match COMMON_HEADERS.contains(&header_b64) {
+            true => None,
+            false => Some(decode_segment(header_b64)?),
+        };
         let payload = decode_segment(payload_b64)?;
         let signature = decode_segment(signature_b64)?;
 
@@ -199,18 +243,19 @@ impl Verifier {
         }
 
         // 3. Only now interpret the header and the claims.
-        let header = parse_object(&header)?;
-        let alg = header.get("alg").and_then(Value::as_str);
-        if alg != Some("HS256") || header.contains_key("crit") {
-            return Err(AuthError::UnsupportedHeader);
+        if let Some(header) = header {
+            let header: Header = parse_object(&header)?;
+            if header.alg.as_ref().and_then(Value::as_str) != Some("HS256") || header.crit.is_some() {
+                return Err(AuthError::UnsupportedHeader);
+            }
         }
-        self.check_claims(&parse_object(&payload)?, now)
+        self.check_claims(parse_object(&payload)?, now)
     }
 
-    fn check_claims(&self, claims: &Object, now: f64) -> Result<UserId, AuthError> {
-        let exp = numeric_date(claims, "exp")?.ok_or(AuthError::BadClaims)?;
-        let nbf = numeric_date(claims, "nbf")?;
-        let iat = numeric_date(claims, "iat")?;
+    fn check_claims(&self, claims: Claims, now: f64) -> Result<UserId, AuthError> {
+        let exp = numeric_date(claims.exp.as_ref())?.ok_or(AuthError::BadClaims)?;
+        let nbf = numeric_date(claims.nbf.as_ref())?;
+        let iat = numeric_date(claims.iat.as_ref())?;
         // All operands below are finite: a NaN `now` would make every
         // comparison false, i.e. accept, so it is refused first.
         if !now.is_finite() || now >= exp + self.leeway {
@@ -220,12 +265,12 @@ impl Verifier {
             return Err(AuthError::NotYetValid);
         }
         if let Some(issuer) = &self.issuer
-            && claims.get("iss").and_then(Value::as_str) != Some(issuer.as_str())
+            && claims.iss.as_ref().and_then(Value::as_str) != Some(issuer.as_str())
         {
             return Err(AuthError::WrongIssuer);
         }
         if let Some(audience) = &self.audience
-            && !audience_contains(claims.get("aud"), audience)
+            && !audience_contains(claims.aud.as_ref(), audience)
         {
             return Err(AuthError::WrongAudience);
         }
@@ -253,15 +298,19 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {
     URL_SAFE_NO_PAD.decode(segment).map_err(|_| AuthError::Malformed)
 }
 
-/// The bytes must be exactly one JSON object (serde_json also bounds nesting).
-fn parse_object(json: &[u8]) -> Result<Object, AuthError> {
+/// The bytes must be exactly one JSON object (an array would fill the fields by
+/// position), without a repeated member of `T` (serde_json also bounds nesting).
+fn parse_object<T: DeserializeOwned>(json: &[u8]) -> Result<T, AuthError> {
+    if json.trim_ascii_start().first() != Some(&b'{') {
+        return Err(AuthError::Malformed);
+    }
     serde_json::from_slice(json).map_err(|_| AuthError::Malformed)
 }
 
 /// An optional NumericDate claim: absent, or a number in `[0, MAX_NUMERIC_DATE]`
 /// (so never NaN nor infinite). Anything else, `null` included, is rejected.
-fn numeric_date(claims: &Object, name: &str) -> Result<Option<f64>, AuthError> {
-    let Some(value) = claims.get(name) else {
+fn numeric_date(value: Option<&Value>) -> Result<Option<f64>, AuthError> {
+    let Some(value) = value else {
         return Ok(None);
     };
     match value.as_f64() {
@@ -279,15 +328,15 @@ fn audience_contains(aud: Option<&Value>, expected: &str) -> bool {
     }
 }
 
-/// The first claim present among [`USER_ID_CLAIMS`] names the user. It must be
+/// The first claim present among `sub`, `user_id`, `id` names the user. It must be
 /// a non-empty string of at most [`MAX_USER_ID_LEN`] bytes, without U+0000
 /// (which PostgreSQL text cannot hold). A present but
 /// invalid claim (`""`, `null`, a number, too long) is rejected rather than
 /// skipped, so a token cannot pick which claim is used by spoiling one.
-fn user_id(claims: &Object) -> Result<UserId, AuthError> {
-    match USER_ID_CLAIMS.iter().find_map(|name| claims.get(*name)) {
+fn user_id(claims: Claims) -> Result<UserId, AuthError> {
+    match claims.sub.or(claims.user_id).or(claims.id) {
         Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_USER_ID_LEN && !id.contains('\0') => {
-            Ok(UserId(id.clone()))
+            Ok(UserId(id))
         }
         _ => Err(AuthError::BadClaims),
     }
@@ -471,8 +520,10 @@ mod tests {
             ("crit list, valid MAC", &v, h(r#"{"alg":"HS256","crit":["exp"]}"#), Err(UnsupportedHeader)),
             ("crit empty, valid MAC", &v, h(r#"{"alg":"HS256","crit":[]}"#), Err(UnsupportedHeader)),
             ("crit null, valid MAC", &v, h(r#"{"alg":"HS256","crit":null}"#), Err(UnsupportedHeader)),
-            ("two algs, none last", &v, h(r#"{"alg":"HS256","alg":"none"}"#), Err(UnsupportedHeader)),
-            ("two algs, HS256 last", &v, h(r#"{"alg":"none","alg":"HS256"}"#), ok("alice")),
+            ("two algs, none last", &v, h(r#"{"alg":"HS256","alg":"none"}"#), Err(Malformed)),
+            ("two algs, HS256 last", &v, h(r#"{"alg":"none","alg":"HS256"}"#), Err(Malformed)),
+            ("two subs", &v, c(r#"{"sub":"bob","sub":"alice","exp":1700003600}"#), Err(Malformed)),
+            ("an array payload", &v, c(r#"[1700003600,1700000000,1700000000,"i","a","alice"]"#), Err(Malformed)),
             ("alg spelled with escapes", &v, h(r#"{"alg":"HS\u0032\u0035\u0036"}"#), ok("alice")),
             ("no typ", &v, h(r#"{"alg":"HS256"}"#), ok("alice")),
             ("other typ, kid", &v, h(r#"{"alg":"HS256","typ":"at+jwt","kid":"k1"}"#), ok("alice")),
@@ -571,6 +622,15 @@ mod tests {
         for (name, verifier, authorization, expected) in cases {
             let got = verifier.authenticate(authorization.as_deref(), NOW);
             assert_eq!(got.map(|id| id.as_str().to_owned()), expected, "case {name:?}");
+        }
+    }
+
+    #[test]
+    fn the_common_headers_pass_the_full_header_check() {
+        for encoded in COMMON_HEADERS {
+            let header: Header = parse_object(&decode_segment(encoded).unwrap()).unwrap();
+            assert_eq!(header.alg, Some(Value::from("HS256")), "{encoded}");
+            assert!(header.crit.is_none(), "{encoded}");
         }
     }
 

@@ -2,7 +2,7 @@
 //! raw HMAC-SHA256 it is built on. Run with `cargo bench --bench jwt`.
 //!
 //! Each figure is the fastest of several rounds, which filters out noise from
-//! other processes. The last two lines break down where the rest goes.
+//! other processes. The last two lines put the rest in scale.
 
 use std::hint::black_box;
 use std::time::Instant;
@@ -58,21 +58,19 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         black_box(mac.finalize());
     });
     let decode = ns_per_op(|| {
-        for segment in black_box(&token).split('.') {
+        for segment in black_box(&token).split('.').skip(1) {
             let _ = black_box(URL_SAFE_NO_PAD.decode(segment));
         }
     });
     let parse = ns_per_op(|| {
-        for json in [header_json, payload_json] {
-            let _ = black_box(serde_json::from_slice::<Map<String, Value>>(black_box(json.as_bytes())));
-        }
+        let _ = black_box(serde_json::from_slice::<Map<String, Value>>(black_box(payload_json.as_bytes())));
     });
 
     println!("token: {} bytes; signing input: {} bytes", token.len(), signing_input.len());
     println!("(a) verify                {verify:8.1} ns/op");
     println!("(b) raw HMAC-SHA256       {hmac:8.1} ns/op");
     println!("(c) ratio (a) / (b)       {:8.2}", verify / hmac);
-    println!("    of (a): base64 decode {decode:8.1} ns/op (3 segments)");
-    println!("    of (a): JSON parse    {parse:8.1} ns/op (header and payload)");
+    println!("    base64 decode         {decode:8.1} ns/op (payload and signature, as (a) does)");
+    println!("    JSON parse to a map   {parse:8.1} ns/op (payload; (a) keeps only the claims it reads)");
     Ok(())
 }
