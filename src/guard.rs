@@ -578,7 +578,10 @@ fn send(mut backend: &TcpStream, mut client: &TcpStream, request: &Forward, time
 
 /// Sends `GET /health` on a new connection to rouille and reads the whole answer, within a second.
 fn probe(mut stream: &TcpStream) -> io::Result<()> {
-    stream.write_all(b"GET /health HTTP/1.1\r\nHost: guard\r\nConnection: keep-alive\r\n\r\n")?;
+    // Its access-log line reads `guard-probe GET /health 200`.
+    stream.write_all(
+        b"GET /health HTTP/1.1\r\nHost: guard\r\nX-Request-Id: guard-probe\r\nConnection: keep-alive\r\n\r\n",
+    )?;
     let deadline = Instant::now() + Duration::from_secs(1);
     let mut buf = Vec::new();
     loop {
