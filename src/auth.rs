@@ -298,13 +298,16 @@ fn decode_segment(segment: &str) -> Result<Vec<u8>, AuthError> {
     URL_SAFE_NO_PAD.decode(segment).map_err(|_| AuthError::Malformed)
 }
 
-/// The bytes must be exactly one JSON object (an array would fill the fields by
-/// position), without a repeated member of `T` (serde_json also bounds nesting).
+/// The bytes must be UTF-8 (RFC 7519 §7.2; members that are skipped are not
+/// otherwise checked for it) and exactly one JSON object (an array would fill the
+/// fields by position), without a repeated member of `T`. serde_json skips the
+/// other members without recursion, so deep nesting cannot exhaust the stack.
 fn parse_object<T: DeserializeOwned>(json: &[u8]) -> Result<T, AuthError> {
-    if json.trim_ascii_start().first() != Some(&b'{') {
+    let json = std::str::from_utf8(json).map_err(|_| AuthError::Malformed)?;
+    if json.trim_start().as_bytes().first() != Some(&b'{') {
         return Err(AuthError::Malformed);
     }
-    serde_json::from_slice(json).map_err(|_| AuthError::Malformed)
+    serde_json::from_str(json).map_err(|_| AuthError::Malformed)
 }
 
 /// An optional NumericDate claim: absent, or a number in `[0, MAX_NUMERIC_DATE]`
@@ -523,6 +526,8 @@ mod tests {
             ("two algs, none last", &v, h(r#"{"alg":"HS256","alg":"none"}"#), Err(Malformed)),
             ("two algs, HS256 last", &v, h(r#"{"alg":"none","alg":"HS256"}"#), Err(Malformed)),
             ("two subs", &v, c(r#"{"sub":"bob","sub":"alice","exp":1700003600}"#), Err(Malformed)),
+            ("invalid UTF-8 in a skipped claim", &v, raw(h64, &b64(b"{\"sub\":\"alice\",\"exp\":1700003600,\"x\":\"\xff\"}")), Err(Malformed)),
+            ("invalid UTF-8 in a header", &v, raw(&b64(b"{\"alg\":\"HS256\",\"x\":\"\xff\"}"), p64), Err(Malformed)),
             ("an array payload", &v, c(r#"[1700003600,1700000000,1700000000,"i","a","alice"]"#), Err(Malformed)),
             ("alg spelled with escapes", &v, h(r#"{"alg":"HS\u0032\u0035\u0036"}"#), ok("alice")),
             ("no typ", &v, h(r#"{"alg":"HS256"}"#), ok("alice")),

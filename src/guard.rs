@@ -323,6 +323,9 @@ impl Connection<'_> {
             if received.len() > HEAD_LIMIT {
                 return Err(End::Refuse(Reject::HeadTooLarge));
             }
+            if has_bare_lf(received) {
+                return Err(End::Refuse(Reject::AmbiguousLength)); // at once: no CRLF CRLF may come
+            }
             self.receive(received, Some(deadline))?;
         };
         if head_end > HEAD_LIMIT {
@@ -532,6 +535,13 @@ fn send(mut backend: &TcpStream, mut client: &TcpStream, request: &Forward, time
         }
     };
     let (mut framing, close) = response_framing(&buf[..head_end], request.head_method);
+    // rouille is always asked to keep its connection; the client is told when its closes.
+    let mut head_end = head_end;
+    if request.last && !close {
+        let line = b"Connection: close\r\n";
+        buf.splice(head_end - 2..head_end - 2, line.iter().copied());
+        head_end += line.len();
+    }
     let mut rest = buf.len() - head_end;
     let mut scratch = Vec::new();
     loop {
@@ -676,6 +686,11 @@ fn read_into(mut stream: &TcpStream, buf: &mut Vec<u8>) -> io::Result<usize> {
     Ok(n)
 }
 
+/// Whether a line ends in LF without CR.
+fn has_bare_lf(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || bytes[i - 1] != b'\r'))
+}
+
 fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
     haystack.windows(needle.len()).position(|w| w == needle)
 }
@@ -692,6 +707,7 @@ enum Reject {
     /// Every connection to rouille stayed busy for the whole request timeout.
     Busy,
     BadRequestLine,
+    BadHeader,
     UnsupportedVersion,
 }
 
@@ -708,6 +724,7 @@ impl Reject {
             Reject::BadChunk => "Malformed chunked body",
             Reject::Busy => "The server is busy",
             Reject::BadRequestLine => "Malformed request line",
+            Reject::BadHeader => "Malformed header line",
             Reject::UnsupportedVersion => "Only HTTP/1.0 and HTTP/1.1 are supported",
         }
     }
@@ -719,7 +736,9 @@ fn rejection(reject: Reject) -> Vec<u8> {
         Reject::TooManyConnections | Reject::Busy => ("503 Service Unavailable\r\nRetry-After: 1", "unavailable"),
         Reject::HeadTooLarge => ("431 Request Header Fields Too Large", "headers_too_large"),
         Reject::DeclaredTooLarge => ("413 Payload Too Large", "payload_too_large"),
-        Reject::AmbiguousLength | Reject::BadChunk | Reject::BadRequestLine => ("400 Bad Request", "bad_request"),
+        Reject::AmbiguousLength | Reject::BadChunk | Reject::BadRequestLine | Reject::BadHeader => {
+            ("400 Bad Request", "bad_request")
+        }
         Reject::UnsupportedVersion => ("505 HTTP Version Not Supported", "http_version_not_supported"),
         Reject::UnsupportedTransferEncoding => ("501 Not Implemented", "not_implemented"),
     };
@@ -754,12 +773,11 @@ impl Head {
     /// (`GET http://host/path` becomes `GET /path`); non-ASCII bytes are percent-encoded.
     fn parse(head: &[u8]) -> Result<Head, Reject> {
         // tiny_http ends lines at CRLF only: a bare LF would make it see other headers.
-        if head.iter().enumerate().any(|(i, &b)| b == b'\n' && (i == 0 || head[i - 1] != b'\r')) {
+        if has_bare_lf(head) {
             return Err(Reject::AmbiguousLength);
         }
         let blank_line = head.len().saturating_sub(2);
-        let mut lines = head[..blank_line].split_inclusive(|&b| b == b'\n');
-        let request_line = lines.next().unwrap_or_default();
+        let request_line = head[..blank_line].split_inclusive(|&b| b == b'\n').next().unwrap_or_default();
         let mut parts = request_line.strip_suffix(b"\r\n").unwrap_or(request_line).split(|&b| b == b' ');
         let (Some(method), Some(target), Some(version), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -772,6 +790,22 @@ impl Head {
         }
         if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
             return Err(Reject::UnsupportedVersion);
+        }
+        // Each header line is `name: value`, the name a token right before the colon, the
+        // value without control characters but tab. tiny_http trims more than ASCII space
+        // (a vertical tab, say), so anything looser could mean another header to it than to
+        // the guard: a `\x0bContent-Length` the guard passed on would frame the body anew.
+        let lines = head[..blank_line].split_inclusive(|&b| b == b'\n').skip(1);
+        for line in lines.clone() {
+            let line = line.strip_suffix(b"\r\n").unwrap_or(line);
+            let colon = line.iter().position(|&b| b == b':').ok_or(Reject::BadHeader)?;
+            let (name, value) = line.split_at(colon);
+            if name.is_empty()
+                || !name.iter().all(token)
+                || value.iter().any(|&b| b != b'\t' && (b < b' ' || b == 0x7f))
+            {
+                return Err(Reject::BadHeader);
+            }
         }
         let (mut lengths, mut chunked, mut expect, mut connection) = (Vec::new(), 0, None, None);
         for (name, value) in header_lines(head) {
@@ -810,7 +844,7 @@ impl Head {
         // connection ends; rouille's connection is kept alive and never upgraded.
         let dropped: [&[u8]; 5] = [b"content-length", b"transfer-encoding", b"expect", b"connection", b"upgrade"];
         for line in lines {
-            let name = line.split(|&b| b == b':').next().unwrap_or_default().trim_ascii();
+            let name = line.split(|&b| b == b':').next().unwrap_or_default();
             if !dropped.iter().any(|d| name.eq_ignore_ascii_case(d)) {
                 percent_encode_non_ascii(line, &mut forward);
             }
@@ -820,7 +854,8 @@ impl Head {
         let has = |token: &[u8]| connection.as_ref().is_some_and(|c| find(c, token).is_some());
         let close = has(b"close") || has(b"upgrade") || (version == b"HTTP/1.0" && !has(b"keep-alive"));
         let framed = !lengths.is_empty() || chunked > 0;
-        let expects_continue = expect == Some(true);
+        // An HTTP/1.0 client's expectation is ignored (RFC 9110 §10.1.1).
+        let expects_continue = expect == Some(true) && version == b"HTTP/1.1";
         Ok(Head { forward, length, framed, expects_continue, head_method: method == b"HEAD", close })
     }
 }
@@ -891,10 +926,14 @@ impl Chunked {
 /// The size on a chunk-size line: hexadecimal digits, then optionally `;` and extensions.
 fn chunk_size(line: &[u8]) -> Result<usize, Reject> {
     let digits = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii_end();
-    if digits.is_empty() || digits.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
+    let significant = digits.iter().position(|&b| b != b'0').map_or(&digits[digits.len()..], |at| &digits[at..]);
+    if digits.is_empty() || significant.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err(Reject::BadChunk);
     }
-    let digits = std::str::from_utf8(digits).map_err(|_| Reject::BadChunk)?;
+    if significant.is_empty() {
+        return Ok(0);
+    }
+    let digits = std::str::from_utf8(significant).map_err(|_| Reject::BadChunk)?;
     usize::from_str_radix(digits, 16).map_err(|_| Reject::BadChunk)
 }
 
@@ -1000,6 +1039,13 @@ mod tests {
         for (head, reject) in cases {
             assert_eq!(forwarded(head), Err(*reject), "{}", String::from_utf8_lossy(head));
         }
+        for bad in
+            [&b"\x0bContent-Length: 0"[..], b"No colon", b"Foo Bar: x", b"Foo : x", b" folded", b"X: a\x01b", b": x"]
+        {
+            let head = [&b"GET / HTTP/1.1\r\n"[..], bad, b"\r\n\r\n"].concat();
+            assert_eq!(forwarded(&head), Err(Reject::BadHeader), "{}", String::from_utf8_lossy(bad));
+        }
+        assert!(forwarded(b"GET / HTTP/1.1\r\nX-Y:\tvalue with tab \r\nEmpty:\r\n\r\n").is_ok());
         assert!(forwarded(b"POST / HTTP/1.1\r\nTransfer-Encoding: Chunked\r\n\r\n").is_ok());
         assert!(forwarded(b"POST / HTTP/1.1\r\nContent-Length: 1048576\r\n\r\n").is_ok());
     }
@@ -1031,6 +1077,8 @@ mod tests {
             let (out, done, _) = decode_all(&[first, second]).unwrap();
             assert_eq!((out.as_slice(), done), (&b"hello world"[..], true), "split at {split}");
         }
+        let (out, done, _) = decode_all(&[b"000000000000000A\r\n0123456789\r\n0\r\n\r\n"]).unwrap();
+        assert_eq!((out.len(), done), (10, true), "leading zeros do not count against the size's length");
         let (out, done, _) = decode_all(&[b"A\r\n0123456789\r\n"]).unwrap();
         assert_eq!((out.len(), done), (10, false), "waits for the last chunk");
     }
@@ -1067,6 +1115,53 @@ mod tests {
         assert!(chunked.0.starts_with("Chunked"), "{chunked:?}");
         assert!(framing(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\n", false).1);
         assert_eq!(framing(b"HTTP/1.0 200 OK\r\nContent-Type: x\r\n\r\n", false), ("UntilClose".into(), true));
+    }
+
+    /// A stand-in for rouille: answers `answers` requests on each connection, then closes it.
+    fn fake_rouille(answers: usize) -> SocketAddr {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        thread::spawn(move || {
+            for stream in listener.incoming() {
+                let mut stream = stream.unwrap();
+                thread::spawn(move || {
+                    let mut buf = Vec::new();
+                    for _ in 0..answers {
+                        while find(&buf, b"\r\n\r\n").is_none() {
+                            if read_into(&stream, &mut buf).unwrap_or(0) == 0 {
+                                return;
+                            }
+                        }
+                        buf.drain(..find(&buf, b"\r\n\r\n").unwrap() + 4);
+                        stream.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    #[test]
+    fn a_kept_connection_rouille_closed_is_replaced_without_failing_the_request() {
+        // Each connection answers the guard's probe and one request, then closes.
+        let backends = Backends::new(fake_rouille(2), 1);
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let mut peer = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+        let client = listener.accept().unwrap().0;
+        let shared = Shared { stopping: AtomicBool::new(false), open: AtomicUsize::new(1) };
+        let timeout = Duration::from_secs(5);
+        let limits = Limits { max_connections: 1, backends: 1, idle_timeout: timeout, request_timeout: timeout };
+        let connection = Connection { client, backends: &backends, limits, shared: &shared };
+        let request = Forward { bytes: b"GET / HTTP/1.1\r\n\r\n".to_vec(), head_method: false, last: false };
+        for _ in 0..3 {
+            let passed = connection.pass_on(&request, Instant::now() + timeout);
+            assert!(matches!(passed, Ok(true)), "{passed:?}");
+        }
+        peer.set_read_timeout(Some(timeout)).unwrap();
+        let mut answers = [0u8; 120];
+        peer.read_exact(&mut answers).unwrap();
+        assert_eq!(String::from_utf8_lossy(&answers).matches("HTTP/1.1 200 OK").count(), 3);
+        assert_eq!(lock(&backends.state).open, 1, "one connection at a time");
     }
 
     #[test]
