@@ -13,11 +13,16 @@
 //! - a connection idle between requests is closed after `idle_timeout`; a request not received
 //!   whole within `request_timeout` of its first byte (slow clients), or not answered within
 //!   `request_timeout` of being passed on, is cut off;
-//! - rouille receives only whole requests: a head of at most `HEAD_LIMIT` bytes (else 431) with
-//!   unambiguous framing (else 400 or 501), in origin form, ASCII (raw non-ASCII bytes, which
-//!   HTTP does not allow, are percent-encoded), and a body framed by `Content-Length` (chunked
+//! - rouille receives only whole requests: a head of at most `HEAD_LIMIT` bytes (else 431)
+//!   whose request line is `method target HTTP/1.x` and whose header lines are `token: value`
+//!   (else 400 or 505), with unambiguous framing (else 400 or 501), in origin form, ASCII (raw
+//!   non-ASCII bytes, which HTTP does not allow, are percent-encoded), without `Expect`,
+//!   `Connection` or `Upgrade` of the client's, and a body framed by `Content-Length` (chunked
 //!   bodies are decoded here) of at most `BODY_LIMIT + 1` bytes: a longer body is cut there,
 //!   rouille answers 413 (or an earlier error), and the connection closes;
+//! - requests reach rouille over at most `backends` shared connections, each carrying one
+//!   request at a time and going back to the pool only after its whole response was read;
+//!   clients wait for one in turn, at most `request_timeout` (then 503);
 //! - writes to a client that does not read time out;
 //! - the accept loop never ends on an error: it logs it, waits, and goes on;
 //! - on `stop`, idle connections are closed and busy ones right after their response.
