@@ -198,7 +198,7 @@ enum End {
     /// The client's socket failed (a reset, say): logged at debug only.
     Gone(String),
     /// rouille closed its connection before answering: it had closed it after the previous
-    /// response (tiny_http does after answering a malformed request) and never read this one.
+    /// response (tiny_http does after an error of its own) and never read this one.
     Unanswered,
 }
 
@@ -273,10 +273,10 @@ impl Connection<'_> {
     fn pass_on(&self, request: &Forward, deadline: Instant) -> Result<bool, End> {
         let timeout = self.limits.request_timeout;
         let (mut backend, reused) = self.backends.take(deadline)?;
-        let mut result = send(&backend, &self.client, request, timeout);
+        let mut result = send(&backend, &mut &self.client, request, timeout);
         if reused && matches!(result, Err(End::Unanswered)) {
             backend = self.backends.open_new()?; // in the place of the closed one
-            result = send(&backend, &self.client, request, timeout);
+            result = send(&backend, &mut &self.client, request, timeout);
         }
         let (open, rest) = match result {
             Ok((open, rest)) => {
@@ -473,18 +473,24 @@ impl Backends {
     /// the next; one not answered within a second is dropped and another opened.
     fn open_new(&self) -> Result<TcpStream, End> {
         let _one_at_a_time = lock(&self.opening);
-        let mut failure = io::Error::from(ErrorKind::TimedOut);
+        let mut failure = String::new();
+        // Its access-log line reads `guard-probe GET /health 200`.
+        let bytes = b"GET /health HTTP/1.1\r\nHost: guard\r\nX-Request-Id: guard-probe\r\n\r\n".to_vec();
+        let probe = Forward { bytes, head_method: false, last: false };
         for _ in 0..3 {
             let opened = TcpStream::connect(self.addr).and_then(|stream| {
                 stream.set_nodelay(true)?;
                 stream.set_read_timeout(Some(TICK))?;
                 stream.set_write_timeout(Some(WRITE_TIMEOUT))?;
-                probe(&stream)?;
                 Ok(stream)
             });
-            match opened {
-                Ok(stream) => return Ok(stream),
-                Err(e) => failure = e,
+            match opened.map_err(End::from) {
+                Ok(stream) => match send(&stream, &mut io::sink(), &probe, Duration::from_secs(1)) {
+                    Ok((true, _)) => return Ok(stream),
+                    Ok((false, _)) => failure = "it closed the probed connection".to_owned(),
+                    Err(end) => failure = format!("{end:?}"),
+                },
+                Err(end) => failure = format!("{end:?}"),
             }
         }
         self.release(None);
@@ -519,7 +525,7 @@ type Relayed = Result<(bool, Vec<u8>), End>;
 
 /// Sends one request to rouille and reads its response, writing to the client what exceeds
 /// `GATHER` as it comes.
-fn send(mut backend: &TcpStream, mut client: &TcpStream, request: &Forward, timeout: Duration) -> Relayed {
+fn send(mut backend: &TcpStream, client: &mut dyn Write, request: &Forward, timeout: Duration) -> Relayed {
     backend.write_all(&request.bytes).map_err(|_| End::Unanswered)?;
     let deadline = Instant::now() + timeout;
     let (mut buf, mut answered) = (Vec::new(), false);
@@ -588,34 +594,6 @@ fn send(mut backend: &TcpStream, mut client: &TcpStream, request: &Forward, time
             };
         }
         rest = buf.len() - before;
-    }
-}
-
-/// Sends `GET /health` on a new connection to rouille and reads the whole answer, within a second.
-fn probe(mut stream: &TcpStream) -> io::Result<()> {
-    // Its access-log line reads `guard-probe GET /health 200`.
-    stream.write_all(
-        b"GET /health HTTP/1.1\r\nHost: guard\r\nX-Request-Id: guard-probe\r\nConnection: keep-alive\r\n\r\n",
-    )?;
-    let deadline = Instant::now() + Duration::from_secs(1);
-    let mut buf = Vec::new();
-    loop {
-        if let Some(at) = find(&buf, b"\r\n\r\n") {
-            return match response_framing(&buf[..at + 4], false) {
-                (Framing::Length(length), false) if buf.len() == at + 4 + length => Ok(()),
-                (Framing::Length(length), false) if buf.len() < at + 4 + length => {
-                    if read_backend(stream, &mut buf, deadline)? {
-                        continue;
-                    } else {
-                        Err(ErrorKind::UnexpectedEof.into())
-                    }
-                }
-                _ => Err(io::Error::other("unexpected answer to the probe")),
-            };
-        }
-        if !read_backend(stream, &mut buf, deadline)? {
-            return Err(ErrorKind::UnexpectedEof.into());
-        }
     }
 }
 
@@ -796,37 +774,46 @@ impl Head {
         if version != b"HTTP/1.1" && version != b"HTTP/1.0" {
             return Err(Reject::UnsupportedVersion);
         }
-        // Each header line is `name: value`, the name a token right before the colon, the
-        // value without control characters but tab. tiny_http trims more than ASCII space
-        // (a vertical tab, say), so anything looser could mean another header to it than to
-        // the guard: a `\x0bContent-Length` the guard passed on would frame the body anew.
-        let lines = head[..blank_line].split_inclusive(|&b| b == b'\n').skip(1);
-        for line in lines.clone() {
-            let line = line.strip_suffix(b"\r\n").unwrap_or(line);
-            let colon = line.iter().position(|&b| b == b':').ok_or(Reject::BadHeader)?;
-            let (name, value) = line.split_at(colon);
+        let mut forward = Vec::with_capacity(head.len() + 32);
+        forward.extend_from_slice(method);
+        forward.push(b' ');
+        percent_encode_non_ascii(origin_form(target), &mut forward);
+        forward.push(b' ');
+        forward.extend_from_slice(version);
+        forward.extend_from_slice(b"\r\n");
+        let (mut lengths, mut chunked, mut expect, mut connection) = (Vec::new(), 0, None, None);
+        for line in head[..blank_line].split_inclusive(|&b| b == b'\n').skip(1) {
+            // `name: value`, the name a token right before the colon, the value without
+            // control characters but tab. tiny_http trims more than ASCII space (a vertical
+            // tab, say), so anything looser could mean another header to it than to the
+            // guard: a `\x0bContent-Length` the guard passed on would frame the body anew.
+            let text = line.strip_suffix(b"\r\n").unwrap_or(line);
+            let colon = text.iter().position(|&b| b == b':').ok_or(Reject::BadHeader)?;
+            let (name, value) = (&text[..colon], &text[colon + 1..]);
             if name.is_empty()
                 || !name.iter().all(token)
                 || value.iter().any(|&b| b != b'\t' && (b < b' ' || b == 0x7f))
             {
                 return Err(Reject::BadHeader);
             }
-        }
-        let (mut lengths, mut chunked, mut expect, mut connection) = (Vec::new(), 0, None, None);
-        for (name, value) in header_lines(head) {
-            if name.eq_ignore_ascii_case(b"content-length") {
+            let (value, is) = (value.trim_ascii(), |known: &[u8]| name.eq_ignore_ascii_case(known));
+            // The guard alone frames the body, answers `Expect`, and decides when the client's
+            // connection ends; rouille's connection is kept alive and never upgraded.
+            if is(b"content-length") {
                 let digits = value.iter().all(u8::is_ascii_digit) && !value.is_empty();
                 let length = std::str::from_utf8(value).ok().filter(|_| digits).and_then(|v| v.parse::<usize>().ok());
                 lengths.push(length.ok_or(Reject::AmbiguousLength)?);
-            } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
+            } else if is(b"transfer-encoding") {
                 if !value.eq_ignore_ascii_case(b"chunked") {
                     return Err(Reject::UnsupportedTransferEncoding);
                 }
                 chunked += 1;
-            } else if name.eq_ignore_ascii_case(b"expect") && expect.is_none() {
-                expect = Some(value.eq_ignore_ascii_case(b"100-continue"));
-            } else if name.eq_ignore_ascii_case(b"connection") && connection.is_none() {
-                connection = Some(value.to_ascii_lowercase());
+            } else if is(b"expect") {
+                expect = expect.or(Some(value.eq_ignore_ascii_case(b"100-continue")));
+            } else if is(b"connection") {
+                connection = connection.or_else(|| Some(value.to_ascii_lowercase()));
+            } else if !is(b"upgrade") {
+                percent_encode_non_ascii(line, &mut forward);
             }
         }
         let length = match (lengths.as_slice(), chunked) {
@@ -838,22 +825,6 @@ impl Head {
             ([], 1) => None,
             _ => return Err(Reject::AmbiguousLength),
         };
-        let mut forward = Vec::with_capacity(head.len() + 32);
-        forward.extend_from_slice(method);
-        forward.push(b' ');
-        percent_encode_non_ascii(origin_form(target), &mut forward);
-        forward.push(b' ');
-        forward.extend_from_slice(version);
-        forward.extend_from_slice(b"\r\n");
-        // The guard alone frames the body, answers `Expect`, and decides when the client's
-        // connection ends; rouille's connection is kept alive and never upgraded.
-        let dropped: [&[u8]; 5] = [b"content-length", b"transfer-encoding", b"expect", b"connection", b"upgrade"];
-        for line in lines {
-            let name = line.split(|&b| b == b':').next().unwrap_or_default();
-            if !dropped.iter().any(|d| name.eq_ignore_ascii_case(d)) {
-                percent_encode_non_ascii(line, &mut forward);
-            }
-        }
         forward.extend_from_slice(b"Connection: keep-alive\r\n");
         // tiny_http's rule for the client's connection, from its first Connection header.
         let has = |token: &[u8]| connection.as_ref().is_some_and(|c| find(c, token).is_some());
