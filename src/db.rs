@@ -9,12 +9,11 @@
 //!   never blocks a request.
 
 use std::ops::{Deref, DerefMut};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use postgres::types::{ToSql, Type};
 use postgres::{Client, Row, Statement};
 use postgres_openssl::MakeTlsConnector;
-use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use crate::config::Config;
@@ -260,77 +259,9 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// A `timestamptz`, serialised as RFC 3339 in UTC with six fractional digits.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Timestamp(pub SystemTime);
-
-impl Serialize for Timestamp {
-    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let mut buf = [0u8; 27];
-        let text =
-            rfc3339(self.0, &mut buf).ok_or_else(|| serde::ser::Error::custom("timestamp outside years 0-9999"))?;
-        serializer.serialize_str(text)
-    }
-}
-
-/// `2026-01-08T10:00:00.123456Z`, written into `buf` without allocating (a page of tasks has
-/// two per task); `None` outside the years 0000-9999. Civil-from-days after H. Hinnant.
-pub fn rfc3339(time: SystemTime, buf: &mut [u8; 27]) -> Option<&str> {
-    let micros: i64 = match time.duration_since(UNIX_EPOCH) {
-        Ok(d) => i64::try_from(d.as_micros()).ok()?,
-        Err(e) => -i64::try_from(e.duration().as_micros()).ok()?,
-    };
-    let (days, micros_of_day) = (micros.div_euclid(86_400_000_000), micros.rem_euclid(86_400_000_000));
-    let secs_of_day = micros_of_day / 1_000_000;
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    if !(0..=9999).contains(&year) {
-        return None;
-    }
-    *buf = *b"0000-00-00T00:00:00.000000Z";
-    let fields = [
-        (0, 4, year),
-        (5, 2, month),
-        (8, 2, day),
-        (11, 2, secs_of_day / 3600),
-        (14, 2, secs_of_day / 60 % 60),
-        (17, 2, secs_of_day % 60),
-        (20, 6, micros_of_day % 1_000_000),
-    ];
-    for (at, width, mut value) in fields {
-        for digit in buf[at..at + width].iter_mut().rev() {
-            *digit = b'0' + u8::try_from(value % 10).ok()?;
-            value /= 10;
-        }
-    }
-    std::str::from_utf8(buf).ok()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc_with_six_digits() {
-        let text = |time: SystemTime| rfc3339(time, &mut [0; 27]).map(str::to_owned);
-        let at = |micros: u64| text(UNIX_EPOCH + Duration::from_micros(micros)).unwrap();
-        assert_eq!(at(0), "1970-01-01T00:00:00.000000Z");
-        assert_eq!(at(1_767_866_400_123_456), "2026-01-08T10:00:00.123456Z");
-        assert_eq!(at(951_782_400_000_001), "2000-02-29T00:00:00.000001Z");
-        assert_eq!(at(4_107_542_399_999_999), "2100-02-28T23:59:59.999999Z");
-        assert_eq!(at(253_402_300_799_999_999), "9999-12-31T23:59:59.999999Z");
-        assert_eq!(text(UNIX_EPOCH - Duration::from_micros(1)).unwrap(), "1969-12-31T23:59:59.999999Z");
-        assert_eq!(text(UNIX_EPOCH - Duration::from_secs(62_167_219_200)).unwrap(), "0000-01-01T00:00:00.000000Z");
-        assert_eq!(text(UNIX_EPOCH + Duration::from_micros(253_402_300_800_000_000)), None, "year 10000");
-        assert_eq!(text(UNIX_EPOCH - Duration::from_secs(62_167_219_201)), None, "year -1");
-    }
 
     /// Isolation is enforced by the SQL itself: after every mention of the `tasks` table, a
     /// statement either restricts `user_id = $n` or (an insert) takes `user_id` from a parameter.

@@ -1,7 +1,8 @@
 //! `ApiError`: every way a request can fail, and the only place that maps a failure to HTTP.
 //!
 //! Invariants a reviewer can check in this file alone:
-//! - no status code is chosen anywhere else;
+//! - no error status is chosen anywhere else (handlers choose only their success status,
+//!   200, 201 or 204, and readiness its 503, whose body is the contract's own shape);
 //! - an internal cause (database error, panic) is logged once here and never sent to the client
 //!   (token rejections are logged, by kind, in `auth.rs`);
 //! - every error body is JSON with `detail`, `code` and `request_id`.
@@ -29,8 +30,8 @@ impl FieldError {
 #[derive(Debug)]
 pub enum ApiError {
     NotFound(&'static str),
-    /// The route exists; these are the methods it serves.
-    MethodNotAllowed(&'static [&'static str]),
+    /// The route exists; the value of its `Allow` header.
+    MethodNotAllowed(String),
     Unauthorized(AuthError),
     Forbidden,
     PayloadTooLarge,
@@ -41,6 +42,15 @@ pub enum ApiError {
     Unavailable(String),
     /// A bug. Holds the cause, for the log.
     Internal(String),
+    /// The transport's refusals of a request it cannot read (the connection closes after them):
+    /// a malformed head or body framing, with what was wrong;
+    BadRequest(&'static str),
+    /// a head over `head::HEAD_LIMIT`;
+    HeadersTooLarge,
+    /// a transfer coding other than chunked;
+    NotImplemented,
+    /// an HTTP version other than 1.0 and 1.1.
+    VersionNotSupported,
 }
 
 /// Seconds a client should wait before retrying after a 503.
@@ -58,7 +68,7 @@ struct Body<'a> {
 impl ApiError {
     pub fn status(&self) -> u16 {
         match self {
-            ApiError::InvalidJson => 400,
+            ApiError::InvalidJson | ApiError::BadRequest(_) => 400,
             ApiError::Unauthorized(_) => 401,
             ApiError::Forbidden => 403,
             ApiError::NotFound(_) => 404,
@@ -66,8 +76,11 @@ impl ApiError {
             ApiError::PayloadTooLarge => 413,
             ApiError::UnsupportedMediaType => 415,
             ApiError::Validation(_) => 422,
+            ApiError::HeadersTooLarge => 431,
             ApiError::Internal(_) => 500,
+            ApiError::NotImplemented => 501,
             ApiError::Unavailable(_) => 503,
+            ApiError::VersionNotSupported => 505,
         }
     }
 
@@ -83,6 +96,10 @@ impl ApiError {
             ApiError::Validation(_) => "validation_error",
             ApiError::Internal(_) => "internal_error",
             ApiError::Unavailable(_) => "unavailable",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::HeadersTooLarge => "headers_too_large",
+            ApiError::NotImplemented => "not_implemented",
+            ApiError::VersionNotSupported => "http_version_not_supported",
         }
     }
 
@@ -98,6 +115,10 @@ impl ApiError {
             ApiError::Validation(_) => "Validation failed",
             ApiError::Internal(_) => "Internal server error",
             ApiError::Unavailable(_) => "Service temporarily unavailable",
+            ApiError::BadRequest(what) => what,
+            ApiError::HeadersTooLarge => "Request line and headers are larger than 16384 bytes",
+            ApiError::NotImplemented => "Transfer-Encoding other than chunked",
+            ApiError::VersionNotSupported => "Only HTTP/1.0 and HTTP/1.1 are supported",
         }
     }
 
@@ -113,6 +134,10 @@ impl ApiError {
             ApiError::Unauthorized(kind) => {
                 log::debug!("request {request_id}: token rejected: {kind:?}")
             }
+            ApiError::BadRequest(_)
+            | ApiError::HeadersTooLarge
+            | ApiError::NotImplemented
+            | ApiError::VersionNotSupported => log::warn!("request {request_id} refused: {}", self.detail()),
             _ => {}
         }
         let errors = match self {
@@ -123,9 +148,7 @@ impl ApiError {
         let json = serde_json::to_vec(&body).unwrap_or_default();
         let mut response = Response::from_data("application/json", json).with_status_code(self.status());
         match self {
-            ApiError::MethodNotAllowed(methods) => {
-                response = response.with_unique_header("Allow", allow_header(methods));
-            }
+            ApiError::MethodNotAllowed(allow) => response = response.with_unique_header("Allow", allow.clone()),
             ApiError::Unauthorized(kind) if kind.token_presented() => {
                 response = response.with_unique_header("WWW-Authenticate", "Bearer error=\"invalid_token\"");
             }
@@ -135,13 +158,6 @@ impl ApiError {
         }
         response
     }
-}
-
-/// The `Allow` header: the route's methods, plus `OPTIONS`, which every route answers.
-pub fn allow_header(methods: &[&str]) -> String {
-    let mut allow = methods.join(", ");
-    allow.push_str(", OPTIONS");
-    allow
 }
 
 impl From<r2d2::Error> for ApiError {

@@ -9,7 +9,7 @@ use rouille::Response;
 use serde::Serialize;
 
 use crate::error::ApiError;
-use crate::http::json;
+use crate::wire::json;
 use crate::{App, db};
 
 /// How long readiness may wait for the database.

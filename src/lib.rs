@@ -5,23 +5,23 @@
 #![forbid(unsafe_code)]
 
 pub mod auth;
+pub mod chunked;
 pub mod config;
 pub mod db;
 pub mod error;
-pub mod guard;
+pub mod head;
 pub mod health;
 pub mod http;
+pub mod server;
 pub mod tasks;
+pub mod wire;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::auth::Verifier;
 use crate::config::{Config, Cors};
-use crate::guard::{Guard, Limits};
+use crate::server::{Limits, Server};
 
 /// How long a stop waits for open connections to finish their requests.
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,46 +36,23 @@ pub struct App {
     pub cors: Cors,
 }
 
-/// A server that is accepting requests on `addr`.
+/// A server that is accepting requests on `addr`; stopped when dropped.
 pub struct Running {
     pub addr: SocketAddr,
-    guard: Guard,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    server: Server,
 }
 
 impl Running {
-    /// Stops accepting, lets requests in flight finish (for up to `DRAIN_TIMEOUT`), then
-    /// returns; the pool closes with the last handler.
-    pub fn stop(mut self) {
-        self.shut_down();
-    }
-
-    fn shut_down(&mut self) {
-        if self.thread.is_none() {
-            return;
-        }
-        let deadline = Instant::now() + DRAIN_TIMEOUT;
-        if !self.guard.stop(DRAIN_TIMEOUT) {
-            log::warn!("{} connections still open after {DRAIN_TIMEOUT:?}", self.guard.open_connections());
-        }
-        self.stop.store(true, Ordering::SeqCst);
-        // rouille waits for every handler; one stuck on a frozen database must not hold the
-        // stop past the drain timeout (the process exits, and the thread with it).
-        while self.thread.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        match self.thread.take() {
-            Some(thread) if thread.is_finished() => drop(thread.join()),
-            Some(_) => log::warn!("requests still running after {DRAIN_TIMEOUT:?}; not waiting for them"),
-            None => {}
-        }
-    }
+    /// Stops accepting and lets requests in flight finish (for up to `DRAIN_TIMEOUT`); the pool
+    /// closes with the last handler.
+    pub fn stop(self) {}
 }
 
 impl Drop for Running {
     fn drop(&mut self) {
-        self.shut_down();
+        if !self.server.stop(DRAIN_TIMEOUT) {
+            log::warn!("connections still open after {DRAIN_TIMEOUT:?}; not waiting for them");
+        }
     }
 }
 
@@ -86,7 +63,7 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
     db::check_statements(&mut client)?;
     drop(client);
 
-    let app = Arc::new(App {
+    let app = App {
         pool: db::pool(config)?,
         verifier: Verifier::new(
             &config.secret,
@@ -96,36 +73,20 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
             config.jwt_audience.clone(),
         ),
         cors: config.cors.clone(),
-    });
-    let listener = guard::listen(&config.host, config.port)
+    };
+    let listener = server::listen(&config.host, config.port)
         .map_err(|e| format!("cannot listen on {}:{} (HOST, PORT): {e}", config.host, config.port))?;
-    // rouille listens on loopback only; clients reach it through the guard.
-    let server = rouille::Server::new("127.0.0.1:0", move |request| http::handle(&app, request, dispatch))
-        .map_err(|e| format!("cannot listen on loopback: {e}"))?
-        .pool_size(config.workers);
+    // Besides client connections: three per database connection (its socket, and its client's
+    // event loop), the listener, logs, and connections being closed.
+    let reserve = 3 * config.pool_size as usize + 64;
     let limits = Limits {
-        max_connections: config.max_connections,
-        // Enough that a worker finishing a request finds the next one queued in rouille.
-        backends: config.workers * 4,
+        max_connections: server::fit_open_files(config.max_connections, reserve),
+        workers: config.workers,
         idle_timeout: config.idle_timeout,
         request_timeout: config.request_timeout,
     };
-    let guard = Guard::start(listener, server.server_addr(), limits)
-        .map_err(|e| format!("cannot start the connection guard: {e}"))?;
-    let addr = guard.addr();
-    log::info!("listening on http://{addr}");
-
-    let stop = Arc::new(AtomicBool::new(false));
-    let stopping = Arc::clone(&stop);
-    let thread = std::thread::Builder::new()
-        .name("accept".to_owned())
-        .spawn(move || {
-            while !stopping.load(Ordering::SeqCst) {
-                server.poll_timeout(Duration::from_millis(100));
-            }
-            server.poll_timeout(Duration::from_millis(100));
-            server.join();
-        })
-        .map_err(|e| format!("cannot start the server thread: {e}"))?;
-    Ok(Running { addr, guard, stop, thread: Some(thread) })
+    let server = Server::start(listener, limits, Box::new(move |request| http::handle(&app, request, dispatch)))
+        .map_err(|e| format!("cannot start the server: {e}"))?;
+    log::info!("listening on http://{}", server.addr());
+    Ok(Running { addr: server.addr(), server })
 }

@@ -14,9 +14,9 @@ use serde_json::{Map, Value};
 
 use crate::App;
 use crate::auth::UserId;
-use crate::db::{self, Params, Sql, Timestamp};
+use crate::db::{self, Params, Sql};
 use crate::error::{ApiError, FieldError};
-use crate::http::{Route, json, percent_decode, read_json};
+use crate::wire::{Timestamp, json, percent_decode, read_json};
 
 const NOT_FOUND: ApiError = ApiError::NotFound("Task not found");
 const TITLE_MAX: usize = 200;
@@ -167,7 +167,8 @@ fn task(status: u16, row: &Row) -> Result<Response, ApiError> {
     Ok(json(status, &Task::from_row(row)?))
 }
 
-pub fn create(app: &App, user: &UserId, request: &Request, route: &Route) -> Result<Response, ApiError> {
+/// `POST`: a new task; `Location` is its path under `collection`, the request's family.
+pub fn create(app: &App, user: &UserId, request: &Request, collection: &str) -> Result<Response, ApiError> {
     let fields = fields(&required_body(request)?, true)?;
     let (Some(Title(title)), description) = (fields.title, fields.description) else {
         return Err(ApiError::Internal("validated create body has no title".to_owned()));
@@ -177,7 +178,7 @@ pub fn create(app: &App, user: &UserId, request: &Request, route: &Route) -> Res
     let params: [(&(dyn ToSql + Sync), Type); 4] =
         [(&user.as_str(), Type::TEXT), (&title, Type::TEXT), (&description, Type::TEXT), (&completed, Type::BOOL)];
     let row = one(app, db::INSERT_TASK, &params)?.ok_or_else(|| ApiError::Internal("insert returned no row".into()))?;
-    let location = format!("{}/{}", route.collection(), row.try_get::<_, i64>(0)?);
+    let location = format!("{collection}/{}", row.try_get::<_, i64>(0)?);
     Ok(task(201, &row)?.with_unique_header("Location", location))
 }
 
@@ -348,7 +349,8 @@ impl ListQuery {
     }
 }
 
-pub fn list(app: &App, user: &UserId, request: &Request, route: &Route) -> Result<Response, ApiError> {
+/// `GET` of the collection at `path`: a page, `X-Total-Count`, and `Link`s to the others.
+pub fn list(app: &App, user: &UserId, request: &Request, path: &str) -> Result<Response, ApiError> {
     let query = ListQuery::parse(request.raw_query_string())?;
     let completed = match query.status {
         "completed" => Some(true),
@@ -383,11 +385,11 @@ pub fn list(app: &App, user: &UserId, request: &Request, route: &Route) -> Resul
     let tasks = rows.iter().map(Task::from_row).collect::<Result<Vec<_>, _>>()?;
     let mut links = Vec::new();
     if query.offset.saturating_add(query.limit) < total {
-        links.push(format!("<{}>; rel=\"next\"", query.link(route.path, query.offset + query.limit)));
+        links.push(format!("<{}>; rel=\"next\"", query.link(path, query.offset + query.limit)));
     }
     if query.offset > 0 {
         let previous = query.offset.saturating_sub(query.limit).max(0);
-        links.push(format!("<{}>; rel=\"prev\"", query.link(route.path, previous)));
+        links.push(format!("<{}>; rel=\"prev\"", query.link(path, previous)));
     }
     let mut response = json(200, &tasks).with_unique_header("X-Total-Count", total.to_string());
     if !links.is_empty() {

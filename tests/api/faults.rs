@@ -83,8 +83,8 @@ fn a_slow_request_is_cut_off_and_an_idle_connection_closed() {
 fn oversized_heads_get_a_431_and_the_server_keeps_serving() {
     let app = spawn_app();
     let huge_header = format!("GET /health HTTP/1.1\r\nHost: x\r\nX-Big: {}\r\n\r\n", "a".repeat(20_000));
-    let many_headers = format!("GET /health HTTP/1.1\r\n{}\r\n", "X-A: b\r\n".repeat(5_000));
-    let long_line = format!("GET /{} HTTP/1.1\r\n\r\n", "a".repeat(20_000));
+    let many_headers = format!("GET /health HTTP/1.1\r\nHost: x\r\n{}\r\n", "X-A: b\r\n".repeat(5_000));
+    let long_line = format!("GET /{} HTTP/1.1\r\nHost: x\r\n\r\n", "a".repeat(20_000));
     let endless = format!("GET /health HTTP/1.1\r\nX-Big: {}", "a".repeat(100_000));
     for request in [huge_header, many_headers, long_line, endless] {
         let mut stream = TcpStream::connect(app.addr).unwrap();
@@ -96,7 +96,7 @@ fn oversized_heads_get_a_431_and_the_server_keeps_serving() {
         assert_eq!(reply.json()["code"], "headers_too_large");
     }
     // Just under the limit is still served.
-    let fits = format!("GET /health HTTP/1.1\r\nConnection: close\r\nX-Big: {}\r\n\r\n", "a".repeat(15_000));
+    let fits = format!("GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\nX-Big: {}\r\n\r\n", "a".repeat(15_000));
     assert_eq!(raw(app.addr, fits.as_bytes()).status, 200);
 }
 
@@ -123,7 +123,7 @@ fn ambiguous_framing_is_refused_before_it_reaches_the_server() {
     }
     assert_eq!(app.get("/api/tasks", "u1").json(), json!([]), "nothing was created");
     // A declared length of terabytes to a route that reads no body: the process survives.
-    let huge = "GET /health HTTP/1.1\r\nContent-Length: 999999999999999\r\nConnection: close\r\n\r\n";
+    let huge = "GET /health HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999999999\r\nConnection: close\r\n\r\n";
     assert_eq!(raw(app.addr, huge.as_bytes()).status, 413);
     assert_eq!(app.call("GET", "/health").send().status, 200);
 }
@@ -134,17 +134,24 @@ fn raw_non_ascii_and_absolute_targets_are_understood() {
     app.create("u1", "café au lait");
     let auth = format!("Authorization: Bearer {}\r\n", token("u1"));
     let cookie =
-        [b"GET /health HTTP/1.1\r\nCookie: theme=d\xc3\xa9faut\r\nConnection: close\r\n\r\n".as_slice()].concat();
-    assert_eq!(raw(app.addr, &cookie).status, 200, "a UTF-8 cookie from the frontend's origin");
-    let search =
-        [b"GET /api/tasks?q=caf\xc3\xa9 HTTP/1.1\r\n".as_slice(), auth.as_bytes(), b"Connection: close\r\n\r\n"]
+        [b"GET /health HTTP/1.1\r\nHost: x\r\nCookie: theme=d\xc3\xa9faut\r\nConnection: close\r\n\r\n".as_slice()]
             .concat();
+    assert_eq!(raw(app.addr, &cookie).status, 200, "a UTF-8 cookie from the frontend's origin");
+    let search = [
+        b"GET /api/tasks?q=caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n".as_slice(),
+        auth.as_bytes(),
+        b"Connection: close\r\n\r\n",
+    ]
+    .concat();
     let reply = raw(app.addr, &search);
     assert_eq!(reply.json().as_array().map(Vec::len), Some(1), "raw UTF-8 in the query is read as UTF-8");
-    let absolute = format!("GET http://localhost:8000/api/tasks HTTP/1.1\r\n{auth}Connection: close\r\n\r\n");
+    let absolute = format!(
+        "GET http://localhost:8000/api/tasks HTTP/1.1\r\nHost: localhost:8000\r\n{auth}Connection: close\r\n\r\n"
+    );
     assert_eq!(raw(app.addr, absolute.as_bytes()).status, 200);
     let request_id =
-        [b"GET /health HTTP/1.1\r\nX-Request-Id: abc\xc3\xa9\r\nConnection: close\r\n\r\n".as_slice()].concat();
+        [b"GET /health HTTP/1.1\r\nHost: x\r\nX-Request-Id: abc\xc3\xa9\r\nConnection: close\r\n\r\n".as_slice()]
+            .concat();
     let reply = raw(app.addr, &request_id);
     assert_eq!(reply.status, 200);
     assert_ne!(reply.header("X-Request-Id"), Some("abc%C3%A9"), "not a valid id: replaced");
@@ -221,16 +228,16 @@ fn hostile_requests_get_a_4xx_or_a_closed_connection_and_the_server_keeps_servin
             "duplicate Content-Length",
             format!("POST /api/tasks HTTP/1.1\r\nHost: x\r\n{auth}Content-Type: application/json\r\nContent-Length: 14\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{{\"title\":\"x\"}}").into_bytes(),
         ),
-        ("invalid UTF-8 in the path", b"GET /api/tasks/\xff\xfe HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec()),
-        ("invalid UTF-8 in the query", [b"GET /api/tasks?q=\xff HTTP/1.1\r\n", auth.as_bytes(), b"Connection: close\r\n\r\n"].concat()),
-        ("percent-encoded invalid UTF-8 in the query", format!("GET /api/tasks?q=%ff%fe HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
-        ("path traversal", format!("GET /api/tasks/../tasks/{id} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
-        ("encoded traversal", format!("GET /api/tasks/%2e%2e/{id} HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
-        ("encoded slash in an id", format!("GET /api/tasks/{id}%2F HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
-        ("NUL in the path", format!("GET /api/tasks/1\0 HTTP/1.1\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
-        ("absolute-form target", b"GET http://evil/api/tasks HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec()),
+        ("invalid UTF-8 in the path", b"GET /api/tasks/\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()),
+        ("invalid UTF-8 in the query", [b"GET /api/tasks?q=\xff HTTP/1.1\r\nHost: x\r\n", auth.as_bytes(), b"Connection: close\r\n\r\n"].concat()),
+        ("percent-encoded invalid UTF-8 in the query", format!("GET /api/tasks?q=%ff%fe HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
+        ("path traversal", format!("GET /api/tasks/../tasks/{id} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
+        ("encoded traversal", format!("GET /api/tasks/%2e%2e/{id} HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
+        ("encoded slash in an id", format!("GET /api/tasks/{id}%2F HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
+        ("NUL in the path", format!("GET /api/tasks/1\0 HTTP/1.1\r\nHost: x\r\n{auth}Connection: close\r\n\r\n").into_bytes()),
+        ("absolute-form target", b"GET http://evil/api/tasks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()),
         ("garbage request line", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec()),
-        ("unknown method", b"BREW /api/tasks HTTP/1.1\r\nConnection: close\r\n\r\n".to_vec()),
+        ("unknown method", b"BREW /api/tasks HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n".to_vec()),
     ];
     let bodies: Vec<(&str, Vec<u8>)> = vec![
         ("NUL escape in a title", br#"{"title":"a\u0000b"}"#.to_vec()),
@@ -305,8 +312,8 @@ fn keep_alive_requests_whose_head_and_body_arrive_apart_are_all_answered() {
 
 #[test]
 fn a_chunked_request_is_decoded_and_the_connection_carries_on() {
-    // The guard decodes the chunks and passes the body on with a Content-Length; the request
-    // pipelined after it is answered on the same connection.
+    // The chunks are decoded before the handler runs; the request pipelined after it is
+    // answered on the same connection.
     let app = spawn_app();
     let chunked = |auth: &str| {
         format!(
@@ -334,9 +341,9 @@ fn a_chunked_request_is_decoded_and_the_connection_carries_on() {
 }
 
 #[test]
-fn header_lines_the_guard_and_tiny_http_could_read_differently_are_refused() {
-    // tiny_http trims a vertical tab off a header name: passed on, `\x0bContent-Length: 0`
-    // would frame the body anew there and smuggle the rest in as a request.
+fn header_lines_that_could_be_read_two_ways_are_refused() {
+    // A reader that trims a vertical tab off a header name (tiny_http does) would take
+    // `\x0bContent-Length: 0` for a framing header and smuggle the rest in as a request.
     let app = spawn_app();
     let smuggled = b"POST /health HTTP/1.1\r\n\x0bContent-Length: 0\r\nContent-Length: 37\r\nConnection: close\r\n\r\n\
                      DELETE /api/tasks/1 HTTP/1.1\r\nX-Pad: ";
@@ -362,8 +369,8 @@ fn header_lines_the_guard_and_tiny_http_could_read_differently_are_refused() {
 }
 
 #[test]
-fn clients_beyond_the_connections_to_rouille_wait_in_turn_or_get_a_503() {
-    // WORKERS=1: the guard keeps at most 4 connections to rouille.
+fn clients_beyond_the_workers_wait_in_turn_or_get_a_503() {
+    // WORKERS=1: one handler at a time.
     let app = spawn_app_with(&[("WORKERS", "1"), ("REQUEST_TIMEOUT_SECONDS", "1")], dispatch);
     app.create("u1", "one");
     std::thread::scope(|scope| {
@@ -386,8 +393,8 @@ fn clients_beyond_the_connections_to_rouille_wait_in_turn_or_get_a_503() {
             assert_eq!(client.join().unwrap(), (6, true), "every pipelined request answered, in turn");
         }
     });
-    // Four requests stuck on a locked table hold every connection to rouille: a request begun
-    // before them (its deadline comes first) waits in the guard until its timeout, then gets a 503.
+    // Requests stuck on a locked table hold the only worker: a request begun before them (its
+    // deadline comes first) waits for its turn until its timeout, then gets a 503.
     let mut lock = lock_tasks(&app);
     let mut waiting = TcpStream::connect(app.addr).unwrap();
     waiting.write_all(b"G").unwrap();
@@ -414,8 +421,8 @@ fn clients_beyond_the_connections_to_rouille_wait_in_turn_or_get_a_503() {
 }
 
 #[test]
-fn header_tricks_never_mix_up_responses_on_shared_connections() {
-    // WORKERS=1: four shared connections to rouille, so every one is reused many times.
+fn header_tricks_never_mix_up_responses() {
+    // WORKERS=1: every request runs on the one worker in turn.
     let app = spawn_app_with(&[("WORKERS", "1")], dispatch);
     let body = r#"{"title":"mine"}"#;
     let tricks =

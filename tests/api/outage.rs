@@ -42,7 +42,7 @@ fn sigterm_stops_the_process_cleanly() {
     let db = TestDb::new();
     let url = db.url();
     let mut process = Process::spawn(&[("DATABASE_URL", &url), ("BETTER_AUTH_SECRET", SECRET)]);
-    assert_eq!(raw(process.addr, b"GET /health HTTP/1.1\r\nConnection: close\r\n\r\n").status, 200);
+    assert_eq!(raw(process.addr, b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").status, 200);
     process.signal("TERM");
     let started = Instant::now();
     let status = loop {
@@ -72,7 +72,7 @@ fn every_acknowledged_create_survives_a_sigkill() {
                 for i in 0.. {
                     let body = json!({"title": format!("t{t}-{i}"), "description": "x".repeat(500)}).to_string();
                     let request = format!(
-                        "POST /api/tasks HTTP/1.1\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
+                        "POST /api/tasks HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\n\
                          Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
                         body.len()
                     );

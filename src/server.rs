@@ -1,0 +1,593 @@
+//! The connection layer: the public socket, one thread per client connection that reads each
+//! request whole, runs the handler and writes the response, and the bound on handlers at once.
+//!
+//! Invariants a reviewer can check in this file alone:
+//! - a connection's thread alone reads its socket: it reads one request, runs it, and writes its
+//!   response to that same socket before it reads the next, so requests are answered in the
+//!   order they came and no buffer, request or response ever passes between connections;
+//! - at most `max_connections` connections are open (one more gets a 503 and is closed), a bound
+//!   lowered at start-up to what the open-file limit allows (`fit_open_files`);
+//! - at most `workers` handlers run at once; the others wait their turn in order of arrival, each
+//!   until its request's deadline at most (then 503);
+//! - a handler never waits on a client: its request is whole in memory before it runs, and its
+//!   response is whole in memory, its turn given back, before the first byte is written;
+//! - every wait has a deadline: `idle_timeout` between requests; `request_timeout` from a
+//!   request's first byte until it is whole; `request_timeout` to write a whole response, however
+//!   slowly the client reads;
+//! - a connection that ends after a response drains what the client still sends, for at most
+//!   `LINGER` (lingering close), so the client reads the response rather than a reset;
+//! - responses to `HEAD`, `204` and `304` have no body and `204` no `Content-Length`; a header
+//!   with a control character in it is never written;
+//! - the accept loop never ends on an error (descriptors run out, say): it logs, waits, goes on.
+
+use std::collections::VecDeque;
+use std::io::{self, ErrorKind, IoSlice, Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::thread::{self, JoinHandle};
+use std::time::{Duration, Instant, SystemTime};
+
+use rouille::{Request, Response};
+
+use crate::chunked::Chunked;
+use crate::error::ApiError;
+use crate::head::{self, Body, Head};
+use crate::wire::{BODY_LIMIT, http_date, new_request_id};
+
+/// How often a blocked read or write wakes to check its deadline and the stop flag.
+const TICK: Duration = Duration::from_millis(250);
+/// How long a closing connection reads and drops what the client still sends.
+const LINGER: Duration = Duration::from_secs(2);
+/// A connection thread runs the handler too: its database client, TLS and JSON.
+const STACK: usize = 1024 * 1024;
+/// Read size: small, since a thousand connections each touch one on their stack.
+const CHUNK: usize = 4 * 1024;
+
+/// What answers a request.
+pub type Handler = Box<dyn Fn(&Request) -> Response + Send + Sync>;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_connections: usize,
+    pub workers: usize,
+    pub idle_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+/// A server accepting connections; `stop` drains it.
+pub struct Server {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    thread: Option<JoinHandle<()>>,
+}
+
+struct Shared {
+    limits: Limits,
+    handler: Handler,
+    turns: Turns,
+    stopping: AtomicBool,
+    open: AtomicUsize,
+}
+
+impl Server {
+    pub fn start(listener: TcpListener, limits: Limits, handler: Handler) -> io::Result<Server> {
+        let addr = listener.local_addr()?;
+        let turns = Turns::new(limits.workers);
+        let shared = Arc::new(Shared { limits, handler, turns, stopping: AtomicBool::new(false), open: 0.into() });
+        let accepting = Arc::clone(&shared);
+        let thread =
+            thread::Builder::new().name("accept".to_owned()).spawn(move || accept_loop(&listener, &accepting))?;
+        Ok(Server { addr, shared, thread: Some(thread) })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting, then waits up to `drain` for open connections to finish their requests
+    /// (idle ones close at once). Returns whether they all did.
+    pub fn stop(&mut self, drain: Duration) -> bool {
+        self.shared.stopping.store(true, Ordering::SeqCst);
+        let deadline = Instant::now() + drain;
+        // accept() returns only for a connection: make one, again if the first could not be
+        // made (with no descriptor to spare, say), until the loop has seen the flag.
+        let mut wake = self.addr;
+        if wake.ip().is_unspecified() {
+            wake.set_ip(if wake.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
+        }
+        while self.thread.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < deadline {
+            let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
+            thread::sleep(Duration::from_millis(10));
+        }
+        if let Some(thread) = self.thread.take().filter(|t| t.is_finished()) {
+            let _ = thread.join();
+        }
+        while self.shared.open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(20));
+        }
+        self.shared.open.load(Ordering::SeqCst) == 0
+    }
+}
+
+/// Binds the public address with a listen backlog of 4096 (the kernel may cap it at
+/// `net.core.somaxconn`): std's 128 made a burst of a thousand clients lose SYNs, retried a
+/// second later.
+pub fn listen(host: &str, port: u16) -> io::Result<TcpListener> {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, bind, listen, socket_with, sockopt};
+    let mut failure = io::Error::new(ErrorKind::AddrNotAvailable, "the host resolves to no address");
+    for addr in (host, port).to_socket_addrs()? {
+        let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
+        let socket = socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+        sockopt::set_socket_reuseaddr(&socket, true)?;
+        match bind(&socket, &addr).and_then(|()| listen(&socket, 4096)) {
+            Ok(()) => return Ok(TcpListener::from(socket)),
+            Err(e) => failure = e.into(),
+        }
+    }
+    Err(failure)
+}
+
+/// Raises the soft open-file limit, up to the hard one, so that `connections` client
+/// connections fit beside `reserve` other descriptors; returns how many connections fit, and
+/// logs once when that is fewer than asked.
+pub fn fit_open_files(connections: usize, reserve: usize) -> usize {
+    use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+    let wanted = u64::try_from(connections.saturating_add(reserve)).unwrap_or(u64::MAX);
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current.is_some_and(|soft| soft < wanted) {
+        let raised = limit.maximum.map_or(wanted, |hard| hard.min(wanted));
+        let _ = setrlimit(Resource::Nofile, Rlimit { current: Some(raised), maximum: limit.maximum });
+    }
+    let soft = getrlimit(Resource::Nofile).current.unwrap_or(u64::MAX);
+    let fit = usize::try_from(soft.saturating_sub(reserve as u64)).unwrap_or(usize::MAX).max(1);
+    if fit < connections {
+        log::warn!(
+            "MAX_CONNECTIONS lowered from {connections} to {fit}: the process may open {soft} files \
+             (ulimit -n), {reserve} of them kept for the database and the server itself"
+        );
+    }
+    connections.min(fit)
+}
+
+fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
+    let mut warned = None::<Instant>;
+    while !shared.stopping.load(Ordering::SeqCst) {
+        let (stream, peer) = match listener.accept() {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of descriptors, or a connection reset before it was accepted: wait, go on.
+                if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
+                    log::warn!("accept failed: {e}");
+                    warned = Some(Instant::now());
+                }
+                thread::sleep(Duration::from_millis(100));
+                continue;
+            }
+        };
+        if shared.stopping.load(Ordering::SeqCst) {
+            break;
+        }
+        let max = shared.limits.max_connections;
+        if shared.open.load(Ordering::SeqCst) >= max {
+            let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
+            refuse(&stream, &ApiError::Unavailable(format!("connection refused: {max} connections open")));
+            continue;
+        }
+        shared.open.fetch_add(1, Ordering::SeqCst);
+        let counted = Counted(Arc::clone(shared));
+        let spawned = thread::Builder::new().name("connection".to_owned()).stack_size(STACK).spawn(move || {
+            Connection { stream, peer, shared: &counted.0, buf: Vec::new() }.serve();
+        });
+        if let Err(e) = spawned {
+            log::warn!("cannot start a connection thread: {e}"); // the connection was dropped
+        }
+    }
+}
+
+/// Decrements the open-connection count when its connection's thread ends, however it ends.
+struct Counted(Arc<Shared>);
+
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Why a connection ends before a response that closes it.
+enum End {
+    /// Quietly: the client closed it, stayed idle too long, or the server is stopping.
+    Quiet,
+    /// With an error response: a request that cannot be read, or no turn before its deadline.
+    Refuse(ApiError),
+    /// At once, logged: a request or response deadline passed.
+    Cut(String),
+    /// The socket failed (a reset, say): logged at debug only.
+    Gone(io::Error),
+}
+
+struct Connection<'a> {
+    stream: TcpStream,
+    peer: SocketAddr,
+    shared: &'a Shared,
+    /// Bytes received and not yet read as part of a request.
+    buf: Vec<u8>,
+}
+
+impl Connection<'_> {
+    fn serve(mut self) {
+        let configured = (self.stream.set_nodelay(true))
+            .and_then(|()| self.stream.set_read_timeout(Some(TICK)))
+            .and_then(|()| self.stream.set_write_timeout(Some(TICK)));
+        if let Err(e) = configured {
+            return log::warn!("cannot set up a connection: {e}");
+        }
+        let end = loop {
+            match self.exchange() {
+                Ok(true) => {}
+                Ok(false) => break None,
+                Err(end) => break Some(end),
+            }
+        };
+        match end {
+            None => {}
+            Some(End::Quiet) => return,
+            Some(End::Refuse(error)) => refuse(&self.stream, &error),
+            Some(End::Cut(why)) => return log::warn!("connection cut off: {why}"),
+            Some(End::Gone(e)) => return log::debug!("connection ended: {e}"),
+        }
+        // Lingering close: stop sending, then read and drop what the client still sends until
+        // it closes or `LINGER` passes, so that its response is not lost to a reset.
+        let _ = self.stream.shutdown(Shutdown::Write);
+        let until = Instant::now() + LINGER;
+        let mut sink = [0u8; CHUNK];
+        while Instant::now() < until {
+            match (&self.stream).read(&mut sink) {
+                Ok(0) => break,
+                Err(e) if !matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+                    break;
+                }
+                _ => {}
+            }
+        }
+    }
+
+    /// One request and its response; returns whether the connection stays open.
+    fn exchange(&mut self) -> Result<bool, End> {
+        if self.buf.is_empty() {
+            self.buf = Vec::new(); // an idle connection holds no buffer
+            self.receive(None)?;
+        }
+        let deadline = Instant::now() + self.shared.limits.request_timeout;
+        let (head, body, whole) = self.read_request(deadline)?;
+        let keep_open = whole && !head.close && !self.shared.stopping.load(Ordering::SeqCst);
+        let (head_method, http10) = (head.method == "HEAD", head.http10);
+        let request = Request::fake_http_from(self.peer, head.method, head.target, head.headers, body);
+        let response = {
+            let _turn = self.shared.turns.take(deadline).ok_or_else(|| {
+                End::Refuse(ApiError::Unavailable("no worker free within REQUEST_TIMEOUT_SECONDS".to_owned()))
+            })?;
+            Whole::of((self.shared.handler)(&request))
+        };
+        let framing = Framing { head_method, http10, keep_open };
+        self.write(&response, framing, Instant::now() + self.shared.limits.request_timeout)?;
+        Ok(keep_open)
+    }
+
+    /// Reads one request whole (the first of its bytes are in `buf`): its head, and its body
+    /// up to `BODY_LIMIT` + 1 bytes, which is all of it when the flag is true. What follows it
+    /// stays in `buf`.
+    fn read_request(&mut self, deadline: Instant) -> Result<(Head, Vec<u8>, bool), End> {
+        let mut scanned = 0;
+        let end = loop {
+            if let Some(end) = head::end(&self.buf, scanned).map_err(End::Refuse)? {
+                break end;
+            }
+            scanned = self.buf.len();
+            self.receive(Some(deadline))?;
+        };
+        let head = head::parse(&self.buf[..end]).map_err(End::Refuse)?;
+        self.buf.drain(..end);
+        let mut body = Vec::new();
+        let wanted = match head.body {
+            Body::Length(length) => length.min(BODY_LIMIT + 1),
+            Body::Chunked => 1, // at least its last chunk
+        };
+        if head.expects_continue && self.buf.len() < wanted {
+            self.write_all(&mut [IoSlice::new(b"HTTP/1.1 100 Continue\r\n\r\n")], deadline)?;
+        }
+        let whole = if head.body == Body::Chunked {
+            let mut decoder = Chunked::default();
+            loop {
+                let used = decoder.decode(&self.buf, &mut body).map_err(End::Refuse)?;
+                self.buf.drain(..used);
+                if decoder.is_done() || body.len() > BODY_LIMIT {
+                    break decoder.is_done();
+                }
+                self.receive(Some(deadline))?;
+            }
+        } else {
+            while self.buf.len() < wanted {
+                self.receive(Some(deadline))?;
+            }
+            body.extend(self.buf.drain(..wanted));
+            head.body == Body::Length(wanted)
+        };
+        body.truncate(BODY_LIMIT + 1);
+        Ok((head, body, whole))
+    }
+
+    /// Reads what the client sends next into `buf`: within a request until `deadline`, between
+    /// requests (no deadline) until the idle timeout passes or the server stops.
+    fn receive(&mut self, deadline: Option<Instant>) -> Result<(), End> {
+        let idle_until = Instant::now() + self.shared.limits.idle_timeout;
+        let mut chunk = [0u8; CHUNK];
+        loop {
+            match (&self.stream).read(&mut chunk) {
+                Ok(0) => return Err(End::Quiet),
+                Ok(n) => {
+                    self.buf.extend_from_slice(&chunk[..n]);
+                    return Ok(());
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => match deadline {
+                    Some(deadline) if Instant::now() > deadline => {
+                        let timeout = self.shared.limits.request_timeout;
+                        return Err(End::Cut(format!("request not complete after {timeout:?}")));
+                    }
+                    None if Instant::now() > idle_until || self.shared.stopping.load(Ordering::SeqCst) => {
+                        return Err(End::Quiet);
+                    }
+                    _ => {}
+                },
+                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) => return Err(End::Gone(e)),
+            }
+        }
+    }
+
+    fn write(&self, response: &Whole, framing: Framing, deadline: Instant) -> Result<(), End> {
+        let head = response.head(framing);
+        let bodiless = framing.head_method || matches!(response.status, 204 | 304);
+        let body = if bodiless { &[][..] } else { &response.body[..] };
+        self.write_all(&mut [IoSlice::new(&head), IoSlice::new(body)], deadline)
+    }
+
+    /// Writes everything by `deadline`, however slowly the client reads; else cuts it off.
+    fn write_all(&self, mut bufs: &mut [IoSlice<'_>], deadline: Instant) -> Result<(), End> {
+        while !bufs.is_empty() {
+            match (&self.stream).write_vectored(bufs) {
+                Ok(0) => return Err(End::Gone(ErrorKind::WriteZero.into())),
+                Ok(n) => IoSlice::advance_slices(&mut bufs, n),
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
+                    if Instant::now() > deadline {
+                        let timeout = self.shared.limits.request_timeout;
+                        return Err(End::Cut(format!("response not taken within {timeout:?}")));
+                    }
+                }
+                Err(e) => return Err(End::Gone(e)),
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The transport's own answer to a request it will not pass on; the connection closes after it.
+fn refuse(stream: &TcpStream, error: &ApiError) {
+    let id = new_request_id();
+    let response = error.to_response(&id).with_unique_header("X-Request-Id", id);
+    let response = Whole::of(response.with_unique_header("X-Content-Type-Options", "nosniff"));
+    let framing = Framing { head_method: false, http10: false, keep_open: false };
+    let _ = Write::write_all(&mut &*stream, &[response.head(framing), response.body].concat());
+}
+
+/// How a response is framed on its connection.
+#[derive(Debug, Clone, Copy)]
+struct Framing {
+    head_method: bool,
+    http10: bool,
+    keep_open: bool,
+}
+
+/// A response with its body read into memory.
+struct Whole {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Whole {
+    fn of(response: Response) -> Whole {
+        let (mut reader, _) = response.data.into_reader_and_size();
+        let mut body = Vec::new();
+        if let Err(e) = reader.read_to_end(&mut body) {
+            log::error!("reading a response body: {e}"); // bodies are in memory: not expected
+        }
+        let headers =
+            response.headers.into_iter().map(|(name, value)| (name.into_owned(), value.into_owned())).collect();
+        Whole { status: response.status_code, headers, body }
+    }
+
+    /// The status line and header fields; the framing fields are the transport's own.
+    fn head(&self, framing: Framing) -> Vec<u8> {
+        let mut head = Vec::with_capacity(512);
+        let date = http_date(SystemTime::now());
+        let _ = write!(head, "HTTP/1.1 {} {}\r\nDate: {date}\r\n", self.status, reason(self.status));
+        for (name, value) in &self.headers {
+            let framing_field =
+                ["content-length", "transfer-encoding", "connection"].iter().any(|f| name.eq_ignore_ascii_case(f));
+            let control = name.bytes().chain(value.bytes()).any(|b| b < 0x20 && b != b'\t' || b == 0x7f);
+            if control {
+                log::error!("response header {name:?} not sent: it has a control character");
+            } else if !framing_field {
+                let _ = write!(head, "{name}: {value}\r\n");
+            }
+        }
+        if self.status != 204 && self.status >= 200 {
+            let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
+        }
+        match (framing.keep_open, framing.http10) {
+            (false, _) => head.extend_from_slice(b"Connection: close\r\n"),
+            (true, true) => head.extend_from_slice(b"Connection: keep-alive\r\n"),
+            (true, false) => {}
+        }
+        head.extend_from_slice(b"\r\n");
+        head
+    }
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        201 => "Created",
+        204 => "No Content",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Content",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        503 => "Service Unavailable",
+        505 => "HTTP Version Not Supported",
+        _ => "",
+    }
+}
+
+/// At most `workers` handlers at once; the others wait their turn in order of arrival (a
+/// condition variable alone lets newcomers barge in, and the longest waits grew tenfold).
+struct Turns {
+    state: Mutex<TurnState>,
+}
+
+struct TurnState {
+    free: usize,
+    waiting: VecDeque<Arc<Waiter>>,
+}
+
+#[derive(Default)]
+struct Waiter {
+    granted: Mutex<bool>,
+    wake: Condvar,
+}
+
+/// A handler's turn; given back (to the longest waiting) when dropped, however the handler ends.
+struct Turn<'a>(&'a Turns);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut state = lock(&self.0.state);
+        match state.waiting.pop_front() {
+            Some(waiter) => {
+                *lock(&waiter.granted) = true;
+                waiter.wake.notify_one();
+            }
+            None => state.free += 1,
+        }
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Turns {
+    fn new(workers: usize) -> Turns {
+        Turns { state: Mutex::new(TurnState { free: workers.max(1), waiting: VecDeque::new() }) }
+    }
+
+    /// A turn at once when one is free and nobody waits, else in order; `None` past `deadline`.
+    fn take(&self, deadline: Instant) -> Option<Turn<'_>> {
+        let waiter = {
+            let mut state = lock(&self.state);
+            if state.waiting.is_empty() && state.free > 0 {
+                state.free -= 1;
+                return Some(Turn(self));
+            }
+            let waiter = Arc::new(Waiter::default());
+            state.waiting.push_back(Arc::clone(&waiter));
+            waiter
+        };
+        let mut granted = lock(&waiter.granted);
+        while !*granted {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                drop(granted);
+                let mut state = lock(&self.state);
+                let Some(at) = state.waiting.iter().position(|w| Arc::ptr_eq(w, &waiter)) else {
+                    return Some(Turn(self)); // granted just now, under the state lock
+                };
+                state.waiting.remove(at);
+                return None;
+            }
+            granted = waiter.wake.wait_timeout(granted, left).unwrap_or_else(PoisonError::into_inner).0;
+        }
+        Some(Turn(self))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn turns_are_taken_in_order_and_given_back_however_the_holder_ends() {
+        let turns = Arc::new(Turns::new(1));
+        let first = turns.take(Instant::now()).unwrap();
+        assert!(turns.take(Instant::now() + Duration::from_millis(50)).is_none(), "none free until the deadline");
+        let order = Arc::new(Mutex::new(Vec::new()));
+        let waiters: Vec<_> = (0..4)
+            .map(|i| {
+                let (turns, order) = (Arc::clone(&turns), Arc::clone(&order));
+                thread::sleep(Duration::from_millis(20)); // queue up in order
+                thread::spawn(move || {
+                    let _turn = turns.take(Instant::now() + Duration::from_secs(10)).unwrap();
+                    lock(&order).push(i);
+                })
+            })
+            .collect();
+        thread::sleep(Duration::from_millis(50));
+        drop(first);
+        for waiter in waiters {
+            waiter.join().unwrap();
+        }
+        assert_eq!(*lock(&order), [0, 1, 2, 3]);
+        let panicked = thread::scope(|s| {
+            s.spawn(|| {
+                let _turn = turns.take(Instant::now());
+                panic!("a handler panics");
+            })
+            .join()
+        });
+        assert!(panicked.is_err());
+        assert!(turns.take(Instant::now()).is_some(), "a panicking holder gave its turn back");
+    }
+
+    #[test]
+    fn responses_are_framed_by_the_transport() {
+        let response = |status, body: &str| Whole {
+            status,
+            headers: vec![("Content-Length".into(), "99".into()), ("X-A".into(), "b".into())],
+            body: body.into(),
+        };
+        let text = |whole: &Whole, head_method, http10, keep_open| {
+            String::from_utf8(whole.head(Framing { head_method, http10, keep_open })).unwrap()
+        };
+        let ok = text(&response(200, "abc"), false, false, true);
+        assert!(
+            ok.starts_with("HTTP/1.1 200 OK\r\nDate: ") && ok.ends_with("X-A: b\r\nContent-Length: 3\r\n\r\n"),
+            "{ok}"
+        );
+        assert!(!ok.contains("99") && !ok.contains("Server"), "{ok}");
+        let empty = text(&response(204, ""), false, false, false);
+        assert!(!empty.contains("Content-Length") && empty.ends_with("Connection: close\r\n\r\n"), "{empty}");
+        assert!(text(&response(200, "abc"), false, true, true).contains("Connection: keep-alive\r\n"));
+        let mut bad = response(200, "");
+        bad.headers.push(("X-Injected".into(), "a\r\nSet-Cookie: x".into()));
+        assert!(!text(&bad, false, false, true).contains("Set-Cookie"));
+    }
+}
