@@ -1,16 +1,18 @@
 //! The connection layer: the public socket, one thread per client connection that reads each
-//! request whole, runs the handler and writes the response, and the bound on handlers at once.
+//! request whole and writes its response, and a fixed pool of `workers` threads that run the
+//! handlers.
 //!
 //! Invariants a reviewer can check in this file alone:
-//! - a connection's thread alone reads its socket: it reads one request, runs it, and writes its
-//!   response to that same socket before it reads the next, so requests are answered in the
-//!   order they came and no buffer, request or response ever passes between connections;
+//! - a connection's thread alone reads and writes its socket: it reads one request, hands it to
+//!   the workers with an answer slot of its own (made for that request), waits for the answer,
+//!   and writes it to that same socket before it reads the next request; so requests are
+//!   answered in the order they came and no response can reach another connection;
 //! - at most `max_connections` connections are open (one more gets a 503 and is closed), a bound
 //!   lowered at start-up to what the open-file limit allows (`fit_open_files`);
-//! - at most `workers` handlers run at once; the others wait their turn in order of arrival, each
-//!   until its request's deadline at most (then 503);
+//! - at most `workers` handlers run at once, on the workers' threads, taking requests in order
+//!   of arrival; a request still waiting at its deadline is answered 503 without running;
 //! - a handler never waits on a client: its request is whole in memory before it runs, and its
-//!   response is whole in memory, its turn given back, before the first byte is written;
+//!   response is whole in memory, its worker free again, before the first byte is written;
 //! - every wait has a deadline: `idle_timeout` between requests; `request_timeout` from a
 //!   request's first byte until it is whole; `request_timeout` to write a whole response, however
 //!   slowly the client reads;
@@ -23,6 +25,7 @@
 use std::collections::VecDeque;
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
@@ -39,8 +42,8 @@ use crate::wire::{BODY_LIMIT, http_date, new_request_id};
 const TICK: Duration = Duration::from_millis(250);
 /// How long a closing connection reads and drops what the client still sends.
 const LINGER: Duration = Duration::from_secs(2);
-/// A connection thread runs the handler too: its database client, TLS and JSON.
-const STACK: usize = 1024 * 1024;
+/// Connection threads only read and write: a buffer and a few frames.
+const CONNECTION_STACK: usize = 128 * 1024;
 /// Read size: small, since a thousand connections each touch one on their stack.
 const CHUNK: usize = 4 * 1024;
 
@@ -65,7 +68,9 @@ pub struct Server {
 struct Shared {
     limits: Limits,
     handler: Handler,
-    turns: Turns,
+    queue: Mutex<Queue>,
+    /// Signalled when a request is queued, or when the workers are to stop.
+    queued: Condvar,
     stopping: AtomicBool,
     open: AtomicUsize,
 }
@@ -73,8 +78,13 @@ struct Shared {
 impl Server {
     pub fn start(listener: TcpListener, limits: Limits, handler: Handler) -> io::Result<Server> {
         let addr = listener.local_addr()?;
-        let turns = Turns::new(limits.workers);
-        let shared = Arc::new(Shared { limits, handler, turns, stopping: AtomicBool::new(false), open: 0.into() });
+        let queue = Mutex::new(Queue { jobs: VecDeque::new(), stop: false });
+        let stopping = AtomicBool::new(false);
+        let shared = Arc::new(Shared { limits, handler, queue, queued: Condvar::new(), stopping, open: 0.into() });
+        for _ in 0..limits.workers.max(1) {
+            let working = Arc::clone(&shared);
+            thread::Builder::new().name("worker".to_owned()).spawn(move || work(&working))?;
+        }
         let accepting = Arc::clone(&shared);
         let thread =
             thread::Builder::new().name("accept".to_owned()).spawn(move || accept_loop(&listener, &accepting))?;
@@ -106,6 +116,9 @@ impl Server {
         while self.shared.open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));
         }
+        // The workers end once the queue is empty (one stuck on the database ends with it).
+        lock(&self.shared.queue).stop = true;
+        self.shared.queued.notify_all();
         self.shared.open.load(Ordering::SeqCst) == 0
     }
 }
@@ -176,9 +189,10 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         }
         shared.open.fetch_add(1, Ordering::SeqCst);
         let counted = Counted(Arc::clone(shared));
-        let spawned = thread::Builder::new().name("connection".to_owned()).stack_size(STACK).spawn(move || {
-            Connection { stream, peer, shared: &counted.0, buf: Vec::new() }.serve();
-        });
+        let spawned =
+            thread::Builder::new().name("connection".to_owned()).stack_size(CONNECTION_STACK).spawn(move || {
+                Connection { stream, peer, shared: &counted.0, buf: Vec::new() }.serve();
+            });
         if let Err(e) = spawned {
             log::warn!("cannot start a connection thread: {e}"); // the connection was dropped
         }
@@ -263,15 +277,42 @@ impl Connection<'_> {
         let keep_open = whole && !head.close && !self.shared.stopping.load(Ordering::SeqCst);
         let (head_method, http10) = (head.method == "HEAD", head.http10);
         let request = Request::fake_http_from(self.peer, head.method, head.target, head.headers, body);
-        let response = {
-            let _turn = self.shared.turns.take(deadline).ok_or_else(|| {
-                End::Refuse(ApiError::Unavailable("no worker free within REQUEST_TIMEOUT_SECONDS".to_owned()))
-            })?;
-            Whole::of((self.shared.handler)(&request))
-        };
+        let response = self.run(request, deadline)?;
         let framing = Framing { head_method, http10, keep_open };
         self.write(&response, framing, Instant::now() + self.shared.limits.request_timeout)?;
         Ok(keep_open)
+    }
+
+    /// Queues a request for the workers and waits for its response. A request still queued at
+    /// `deadline` is taken back and answered 503; one whose handler has not answered
+    /// `request_timeout` after that (a database that froze, say) is cut off, and its late
+    /// answer is dropped with its slot.
+    fn run(&self, request: Request, deadline: Instant) -> Result<Whole, End> {
+        let answer = Arc::new(Answer { slot: Mutex::new(None), done: Condvar::new() });
+        lock(&self.shared.queue).jobs.push_back(Job { request, deadline, answer: Arc::clone(&answer) });
+        self.shared.queued.notify_one();
+        let mut answered = answer.wait(deadline);
+        if answered.is_none() {
+            let mut queue = lock(&self.shared.queue);
+            match queue.jobs.iter().position(|job| Arc::ptr_eq(&job.answer, &answer)) {
+                Some(at) => {
+                    queue.jobs.remove(at);
+                    answered = Some(None);
+                }
+                None => {
+                    drop(queue); // a worker has it
+                    answered = answer.wait(deadline + self.shared.limits.request_timeout);
+                }
+            }
+        }
+        match answered {
+            Some(Some(whole)) => Ok(whole),
+            Some(None) => {
+                let cause = "no worker free within REQUEST_TIMEOUT_SECONDS".to_owned();
+                Err(End::Refuse(ApiError::Unavailable(cause)))
+            }
+            None => Err(End::Cut("the handler did not answer in time".to_owned())),
+        }
     }
 
     /// Reads one request whole (the first of its bytes are in `buf`): its head, and its body
@@ -355,15 +396,16 @@ impl Connection<'_> {
     /// Writes everything by `deadline`, however slowly the client reads; else cuts it off.
     fn write_all(&self, mut bufs: &mut [IoSlice<'_>], deadline: Instant) -> Result<(), End> {
         while !bufs.is_empty() {
+            // Checked after every write, not only when one times out: a client that takes a
+            // few bytes at a time must not keep the connection for ever.
+            if Instant::now() > deadline {
+                let timeout = self.shared.limits.request_timeout;
+                return Err(End::Cut(format!("response not taken within {timeout:?}")));
+            }
             match (&self.stream).write_vectored(bufs) {
                 Ok(0) => return Err(End::Gone(ErrorKind::WriteZero.into())),
                 Ok(n) => IoSlice::advance_slices(&mut bufs, n),
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {
-                    if Instant::now() > deadline {
-                        let timeout = self.shared.limits.request_timeout;
-                        return Err(End::Cut(format!("response not taken within {timeout:?}")));
-                    }
-                }
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
                 Err(e) => return Err(End::Gone(e)),
             }
         }
@@ -458,36 +500,61 @@ fn reason(status: u16) -> &'static str {
     }
 }
 
-/// At most `workers` handlers at once; the others wait their turn in order of arrival (a
-/// condition variable alone lets newcomers barge in, and the longest waits grew tenfold).
-struct Turns {
-    state: Mutex<TurnState>,
+/// Requests waiting for a worker, in order of arrival.
+struct Queue {
+    jobs: VecDeque<Job>,
+    stop: bool,
 }
 
-struct TurnState {
-    free: usize,
-    waiting: VecDeque<Arc<Waiter>>,
+struct Job {
+    request: Request,
+    deadline: Instant,
+    answer: Arc<Answer>,
 }
 
-#[derive(Default)]
-struct Waiter {
-    granted: Mutex<bool>,
-    wake: Condvar,
+/// Where a worker leaves one request's response for its connection: `Some(None)` when the
+/// request waited past its deadline and did not run.
+struct Answer {
+    slot: Mutex<Option<Option<Whole>>>,
+    done: Condvar,
 }
 
-/// A handler's turn; given back (to the longest waiting) when dropped, however the handler ends.
-struct Turn<'a>(&'a Turns);
-
-impl Drop for Turn<'_> {
-    fn drop(&mut self) {
-        let mut state = lock(&self.0.state);
-        match state.waiting.pop_front() {
-            Some(waiter) => {
-                *lock(&waiter.granted) = true;
-                waiter.wake.notify_one();
+impl Answer {
+    /// The answer once it is given, or `None` if `until` passes first.
+    fn wait(&self, until: Instant) -> Option<Option<Whole>> {
+        let mut slot = lock(&self.slot);
+        while slot.is_none() {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
             }
-            None => state.free += 1,
+            slot = self.done.wait_timeout(slot, left).unwrap_or_else(PoisonError::into_inner).0;
         }
+        slot.take()
+    }
+}
+
+/// A worker: runs queued requests in order, each to a response whole in memory, until the
+/// server stops. A panic is a 500 and the worker lives on.
+fn work(shared: &Shared) {
+    loop {
+        let job = {
+            let mut queue = lock(&shared.queue);
+            loop {
+                match queue.jobs.pop_front() {
+                    Some(job) => break job,
+                    None if queue.stop => return,
+                    None => queue = shared.queued.wait(queue).unwrap_or_else(PoisonError::into_inner),
+                }
+            }
+        };
+        let run = || Whole::of((shared.handler)(&job.request));
+        let whole = (Instant::now() <= job.deadline).then(|| {
+            catch_unwind(AssertUnwindSafe(run))
+                .unwrap_or_else(|_| Whole::of(ApiError::Internal("handler panicked".to_owned()).to_response("-")))
+        });
+        *lock(&job.answer.slot) = Some(whole);
+        job.answer.done.notify_one();
     }
 }
 
@@ -495,77 +562,9 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-impl Turns {
-    fn new(workers: usize) -> Turns {
-        Turns { state: Mutex::new(TurnState { free: workers.max(1), waiting: VecDeque::new() }) }
-    }
-
-    /// A turn at once when one is free and nobody waits, else in order; `None` past `deadline`.
-    fn take(&self, deadline: Instant) -> Option<Turn<'_>> {
-        let waiter = {
-            let mut state = lock(&self.state);
-            if state.waiting.is_empty() && state.free > 0 {
-                state.free -= 1;
-                return Some(Turn(self));
-            }
-            let waiter = Arc::new(Waiter::default());
-            state.waiting.push_back(Arc::clone(&waiter));
-            waiter
-        };
-        let mut granted = lock(&waiter.granted);
-        while !*granted {
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                drop(granted);
-                let mut state = lock(&self.state);
-                let Some(at) = state.waiting.iter().position(|w| Arc::ptr_eq(w, &waiter)) else {
-                    return Some(Turn(self)); // granted just now, under the state lock
-                };
-                state.waiting.remove(at);
-                return None;
-            }
-            granted = waiter.wake.wait_timeout(granted, left).unwrap_or_else(PoisonError::into_inner).0;
-        }
-        Some(Turn(self))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn turns_are_taken_in_order_and_given_back_however_the_holder_ends() {
-        let turns = Arc::new(Turns::new(1));
-        let first = turns.take(Instant::now()).unwrap();
-        assert!(turns.take(Instant::now() + Duration::from_millis(50)).is_none(), "none free until the deadline");
-        let order = Arc::new(Mutex::new(Vec::new()));
-        let waiters: Vec<_> = (0..4)
-            .map(|i| {
-                let (turns, order) = (Arc::clone(&turns), Arc::clone(&order));
-                thread::sleep(Duration::from_millis(20)); // queue up in order
-                thread::spawn(move || {
-                    let _turn = turns.take(Instant::now() + Duration::from_secs(10)).unwrap();
-                    lock(&order).push(i);
-                })
-            })
-            .collect();
-        thread::sleep(Duration::from_millis(50));
-        drop(first);
-        for waiter in waiters {
-            waiter.join().unwrap();
-        }
-        assert_eq!(*lock(&order), [0, 1, 2, 3]);
-        let panicked = thread::scope(|s| {
-            s.spawn(|| {
-                let _turn = turns.take(Instant::now());
-                panic!("a handler panics");
-            })
-            .join()
-        });
-        assert!(panicked.is_err());
-        assert!(turns.take(Instant::now()).is_some(), "a panicking holder gave its turn back");
-    }
 
     #[test]
     fn responses_are_framed_by_the_transport() {

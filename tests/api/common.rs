@@ -385,15 +385,16 @@ pub struct Process {
 
 impl Process {
     pub fn spawn(vars: &[(&str, &str)]) -> Process {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"));
+        command.env_clear().envs(vars.iter().copied()).env("PORT", "0");
+        Process::spawn_command(command)
+    }
+
+    /// Runs `command` (the binary, or a shell that execs it) in the test directory.
+    pub fn spawn_command(mut command: std::process::Command) -> Process {
         use std::io::BufRead;
-        let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_todo-api"))
-            .env_clear()
-            .envs(vars.iter().copied())
-            .env("PORT", "0")
-            .current_dir(env!("CARGO_TARGET_TMPDIR"))
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
+        let mut child =
+            command.current_dir(env!("CARGO_TARGET_TMPDIR")).stderr(std::process::Stdio::piped()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
         let log = std::sync::Arc::new(Mutex::new(String::new()));
         let (tx, rx) = std::sync::mpsc::channel();
@@ -422,4 +423,66 @@ impl Drop for Process {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A keep-alive client: requests written on one socket, responses read off it one at a time.
+pub struct Client {
+    pub stream: TcpStream,
+    buf: Vec<u8>,
+}
+
+impl Client {
+    pub fn connect(addr: SocketAddr) -> Client {
+        let stream = TcpStream::connect(addr).unwrap();
+        stream.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        Client { stream, buf: Vec::new() }
+    }
+
+    pub fn send(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).unwrap();
+    }
+
+    /// The next response, framed as the server frames them: by `Content-Length`, and without a
+    /// body for a 204 or when `to_head` (the answer to a `HEAD`). `None` if the connection closed
+    /// before a whole response arrived.
+    pub fn response(&mut self, to_head: bool) -> Option<Reply> {
+        loop {
+            if let Some(end) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                let head = parse_reply(&self.buf[..end + 4]);
+                let length: usize = head.header("Content-Length").map_or(0, |v| v.parse().unwrap());
+                let length = if to_head || head.status == 204 { 0 } else { length };
+                if self.buf.len() >= end + 4 + length {
+                    let body = self.buf[end + 4..end + 4 + length].to_vec();
+                    self.buf.drain(..end + 4 + length);
+                    return Some(Reply { body, ..head });
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            match self.stream.read(&mut chunk) {
+                Ok(0) | Err(_) => return None,
+                Ok(n) => self.buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+    }
+}
+
+/// A request as bytes: `extra` header lines (each ending in CRLF), a JSON body when given.
+pub fn request(method: &str, path: &str, extra: &str, body: Option<&Value>) -> Vec<u8> {
+    let body = body.map(Value::to_string).unwrap_or_default();
+    let framing = if body.is_empty() {
+        String::new()
+    } else {
+        format!("Content-Type: application/json\r\nContent-Length: {}\r\n", body.len())
+    };
+    format!("{method} {path} HTTP/1.1\r\nHost: test\r\n{extra}{framing}\r\n{body}").into_bytes()
+}
+
+/// A connection whose receive buffer (and so the window it offers) is a few KiB: a server
+/// writing a large response to it blocks rather than filling the kernel's buffers.
+pub fn connect_with_small_window(addr: SocketAddr) -> TcpStream {
+    use rustix::net::{AddressFamily, SocketFlags, SocketType, connect, socket_with, sockopt};
+    let socket = socket_with(AddressFamily::INET, SocketType::STREAM, SocketFlags::CLOEXEC, None).unwrap();
+    sockopt::set_socket_recv_buffer_size(&socket, 4096).unwrap();
+    connect(&socket, &addr).unwrap();
+    TcpStream::from(socket)
 }
