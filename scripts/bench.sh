@@ -5,8 +5,8 @@
 #   scripts/bench.sh
 #
 # BENCH_SECONDS (10) per run, BENCH_ROUNDS (3), BENCH_PORT (a free one). Server settings in the
-# environment pass through, e.g. `WORKERS=64 DB_POOL_SIZE=8 scripts/bench.sh`; MAX_CONNECTIONS
-# defaults to 4096 and DB_PREPARED_STATEMENTS to true (the server connects directly).
+# environment pass through, e.g. `WORKERS=64 DB_POOL_SIZE=8 scripts/bench.sh`; otherwise the
+# server runs with its defaults.
 # PostgreSQL: $PG_URL, else 127.0.0.1:5432, else a throwaway cluster under target/pg-bench
 # (scripts/pg.sh). Output: a Markdown table on stdout and target/bench/results.md;
 # raw wrk/pgbench outputs in target/bench/runs/, the server's log in target/bench/server.log.
@@ -15,7 +15,6 @@ cd "$(dirname "$0")/.."
 ROOT=$PWD
 
 DURATION=${BENCH_SECONDS:-10}
-DB_PREPARED_STATEMENTS=${DB_PREPARED_STATEMENTS:-true}
 ROUNDS=${BENCH_ROUNDS:-3}
 OUT=target/bench
 LUA=scripts/bench
@@ -88,9 +87,7 @@ say "starting the server on $BASE (it migrates todo_bench)"
 (
   cd "$OUT" && exec env -u RUST_LOG -u JWT_ISSUER -u JWT_AUDIENCE -u BETTER_AUTH_SECRET_PREVIOUS \
     DATABASE_URL="$DB_URL" DATABASE_MIGRATION_URL="$DB_URL" BETTER_AUTH_SECRET="$SECRET" \
-    HOST=127.0.0.1 PORT="$PORT" MAX_CONNECTIONS="${MAX_CONNECTIONS:-4096}" \
-    DB_PREPARED_STATEMENTS="$DB_PREPARED_STATEMENTS" \
-    "$ROOT/target/release/todo-api"
+    HOST=127.0.0.1 PORT="$PORT" "$ROOT/target/release/todo-api"
 ) >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 300); do
@@ -147,22 +144,26 @@ done
 reset_writes
 
 # --- floor: the handlers' statements under pgbench ---------------------------------------------
-# statement FILE N=EXPR...: sql/tasks/FILE.sql without its comments, with each $N replaced.
+# statement FILE N=EXPR...: sql/tasks/FILE.sql without its comments, then $TAIL, with each $N
+# replaced.
 statement() {
   local file=$1 sub args=()
   shift
   for sub in "$@"; do args+=(-e "s/\\\$${sub%%=*}\\b/${sub#*=}/g"); done
-  sed -e '/^[[:space:]]*--/d' "${args[@]}" "sql/tasks/$file.sql"
+  { sed -e '/^[[:space:]]*--/d' "sql/tasks/$file.sql"; echo "${TAIL:-}"; } | sed "${args[@]}"
   echo ';'
 }
 USER_EXPR="('bench_u' || :u)" # a random seeded user; task k of bench_u<u> has id (u - 1) * 100 + k
 PICK='\set u random(1, 100)
 \set id (:u - 1) * 100 + random(1, 100)
 \set n random(1, 1000000000)'
-# The handler binds, for a plain first page: completed NULL, q NULL, 'created', descending, 50, 0.
-FIRST_PAGE=(2=NULL::bool 3=NULL::text "4='created'" 5=true 6=50 7=0)
-{ echo "$PICK"; statement list 1="$USER_EXPR" "${FIRST_PAGE[@]}"; } >"$OUT/floor/list.sql"
-{ echo "$PICK"; statement list 1="'bench_big'" "${FIRST_PAGE[@]}"; } >"$OUT/floor/big.sql"
+# The handler runs, for a plain first page, list.sql in db::LIST_TASKS's ("created", descending)
+# order, and binds: completed NULL, q NULL, 50, 0.
+FIRST_PAGE=(2=NULL::bool 3=NULL::text 4=50 5=0)
+LIST_TAIL=$'ORDER BY created_at DESC, id DESC\nLIMIT $4 OFFSET $5'
+grep -qF 'list!("created_at DESC, id DESC")' src/db.rs || die "db::LIST_TASKS no longer has the order the floor runs"
+{ echo "$PICK"; TAIL=$LIST_TAIL statement list 1="$USER_EXPR" "${FIRST_PAGE[@]}"; } >"$OUT/floor/list.sql"
+{ echo "$PICK"; TAIL=$LIST_TAIL statement list 1="'bench_big'" "${FIRST_PAGE[@]}"; } >"$OUT/floor/big.sql"
 { echo "$PICK"; statement get 1=:id 2="$USER_EXPR"; } >"$OUT/floor/get.sql"
 { echo "$PICK"; statement insert 1="$USER_EXPR" 2="('bench task ' || :n)" 3=NULL::text 4=false; } \
   >"$OUT/floor/create.sql"
@@ -324,7 +325,7 @@ warnings=$(grep -cE '^\[[^]]* (WARN|ERROR) ' "$OUT/server.log" || true)
   [ -n "${rss_1000:-}" ] && printf 'rss_1000\t%s MB\n' "$((rss_1000 / 1024))"
   [ -n "${threads_1000:-}" ] && printf 'threads_1000\t%s\n' "$threads_1000"
   printf 'server_settings\tWORKERS=%s DB_POOL_SIZE=%s MAX_CONNECTIONS=%s DB_PREPARED_STATEMENTS=%s, log level info\n' \
-    "${WORKERS:-32}" "${DB_POOL_SIZE:-16}" "${MAX_CONNECTIONS:-4096}" "$DB_PREPARED_STATEMENTS"
+    "${WORKERS:-32}" "${DB_POOL_SIZE:-16}" "${MAX_CONNECTIONS:-4096}" "${DB_PREPARED_STATEMENTS:-auto}"
   printf 'server_log\t%s access lines (status: %s), %s warnings/errors\n' "$access" "$statuses" "$warnings"
     printf 'floor_note\t%s\n' "PostgreSQL may not allow 1000 connections; $FLOOR_NOTE"
 } >"$OUT/meta.tsv"

@@ -32,9 +32,10 @@ pub struct Config {
     pub cors: Cors,
     pub pool_size: u32,
     pub pool_timeout: Duration,
-    /// Prepare each statement once per connection (`DB_PREPARED_STATEMENTS=true`) instead of
-    /// sending it unnamed, and so planned, with every execution.
-    pub prepared_statements: bool,
+    /// `DB_PREPARED_STATEMENTS`: prepare each statement once per connection (`Some(true)`)
+    /// instead of sending it unnamed, and so planned, with every execution (`Some(false)`);
+    /// `None` (`auto`) prepares unless a transaction pooler is found in front of PostgreSQL.
+    pub prepared_statements: Option<bool>,
     pub workers: usize,
     pub max_connections: usize,
     pub idle_timeout: Duration,
@@ -114,7 +115,12 @@ impl Config {
             cors,
             pool_size: number(&get, "DB_POOL_SIZE", 16, 1..=1000)?,
             pool_timeout: Duration::from_millis(number(&get, "DB_POOL_TIMEOUT_MS", 2000, 1..=60_000)?),
-            prepared_statements: boolean(&get, "DB_PREPARED_STATEMENTS", false)?,
+            prepared_statements: match get("DB_PREPARED_STATEMENTS").as_deref().map(str::trim) {
+                None | Some("auto") => None,
+                Some("true") => Some(true),
+                Some("false") => Some(false),
+                Some(_) => return Err(invalid("DB_PREPARED_STATEMENTS", "must be auto, true or false")),
+            },
             workers: number(&get, "WORKERS", 32, 1..=4096)?,
             max_connections: number(&get, "MAX_CONNECTIONS", 4096, 1..=100_000)?,
             idle_timeout: Duration::from_secs(number(&get, "IDLE_TIMEOUT_SECONDS", 60, 1..=3600)?),
@@ -205,15 +211,6 @@ fn number<T: FromStr + PartialOrd + fmt::Display>(
     }
 }
 
-fn boolean(get: &impl Fn(&str) -> Option<String>, variable: &'static str, default: bool) -> Result<bool, ConfigError> {
-    match get(variable).as_deref().map(str::trim) {
-        None => Ok(default),
-        Some("true") => Ok(true),
-        Some("false") => Ok(false),
-        Some(_) => Err(invalid(variable, "must be true or false")),
-    }
-}
-
 fn non_empty(get: &impl Fn(&str) -> Option<String>, variable: &'static str) -> Result<Option<String>, ConfigError> {
     match get(variable) {
         Some(value) if value.is_empty() => Err(invalid(variable, "must not be empty when set")),
@@ -256,7 +253,7 @@ mod tests {
         assert_eq!(c.cors, Cors::Origins(vec!["http://localhost:3000".into()]));
         assert_eq!((c.pool_size, c.pool_timeout, c.workers), (16, Duration::from_millis(2000), 32));
         assert_eq!(c.jwt_leeway_seconds, 30);
-        assert!(!c.prepared_statements, "unnamed statements work through every pooler");
+        assert_eq!(c.prepared_statements, None, "prepared unless a pooler is found");
         assert_eq!((c.jwt_issuer, c.jwt_audience, c.secret_previous), (None, None, None));
     }
 

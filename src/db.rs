@@ -36,15 +36,35 @@ macro_rules! sql {
 pub const READY: Sql = sql!("ready.sql");
 pub const INSERT_TASK: Sql = sql!("tasks/insert.sql");
 pub const GET_TASK: Sql = sql!("tasks/get.sql");
-pub const LIST_TASKS: Sql = sql!("tasks/list.sql");
 pub const COUNT_TASKS: Sql = sql!("tasks/count.sql");
+
+/// `sql/tasks/list.sql`, then one of the orders a list is sorted in, then the page ($4, $5).
+macro_rules! list {
+    ($order:literal) => {
+        Sql {
+            file: concat!("tasks/list.sql ORDER BY ", $order),
+            text: concat!(include_str!("../sql/tasks/list.sql"), "ORDER BY ", $order, "\nLIMIT $4 OFFSET $5"),
+        }
+    };
+}
+
+/// The list statement for each `(sort, descending)`. One statement per order rather than a
+/// `CASE` per key in one `ORDER BY`: prepared, such a statement's generic plan sorts every
+/// row of the user's; each of these reads its page from an index in order.
+pub const LIST_TASKS: [(&str, bool, Sql); 6] = [
+    ("created", false, list!("created_at, id")),
+    ("created", true, list!("created_at DESC, id DESC")),
+    ("updated", false, list!("updated_at, id")),
+    ("updated", true, list!("updated_at DESC, id DESC")),
+    ("title", false, list!("title, id")),
+    ("title", true, list!("title DESC, id DESC")),
+];
 pub const UPDATE_TASK: Sql = sql!("tasks/update.sql");
 pub const COMPLETE_TASK: Sql = sql!("tasks/complete.sql");
 pub const DELETE_TASK: Sql = sql!("tasks/delete.sql");
 
-/// Every statement the handlers run; start-up prepares each one.
-pub const ALL: &[Sql] =
-    &[READY, INSERT_TASK, GET_TASK, LIST_TASKS, COUNT_TASKS, UPDATE_TASK, COMPLETE_TASK, DELETE_TASK];
+/// Every statement the handlers run but the lists; start-up prepares each one, and the lists.
+pub const ALL: &[Sql] = &[READY, INSERT_TASK, GET_TASK, COUNT_TASKS, UPDATE_TASK, COMPLETE_TASK, DELETE_TASK];
 
 /// Schema migrations, applied in this order.
 pub const MIGRATIONS: &[Sql] = &[sql!("migrations/0001_init.sql")];
@@ -58,7 +78,21 @@ pub struct Manager {
     tls: MakeTlsConnector,
     /// How long a pooled connection's liveness check may take before it counts as dead.
     check_timeout: Duration,
-    prepared_statements: bool,
+    statements: Statements,
+}
+
+/// How the pool's connections send statements.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Statements {
+    /// Unnamed: parsed and planned with every execution; works through any pooler.
+    Unnamed,
+    /// Prepared once per connection, through a pooler that keeps them (`DB_PREPARED_STATEMENTS=true`);
+    /// PostgreSQL still plans a statement anew whenever it judges a custom plan better.
+    Prepared,
+    /// Prepared once per connection and planned once (`plan_cache_mode = force_generic_plan`, a
+    /// session setting): only on connections found to be sessions of their own, not shared by a
+    /// pooler, where a statement's generic plan is chosen over planning it every time.
+    PreparedOnce,
 }
 
 impl r2d2::ManageConnection for Manager {
@@ -66,8 +100,11 @@ impl r2d2::ManageConnection for Manager {
     type Error = postgres::Error;
 
     fn connect(&self) -> Result<Conn, postgres::Error> {
-        let client = self.config.connect(self.tls.clone())?;
-        let statements = self.prepared_statements.then(Vec::new);
+        let mut client = self.config.connect(self.tls.clone())?;
+        if self.statements == Statements::PreparedOnce {
+            client.batch_execute("SET plan_cache_mode = force_generic_plan")?;
+        }
+        let statements = (self.statements != Statements::Unnamed).then(Vec::new);
         Ok(Conn { client: Some(client), alive_at: Instant::now(), statements })
     }
 
@@ -186,21 +223,54 @@ pub fn connect(config: &postgres::Config) -> Result<Client, String> {
 /// A pool that connects lazily, so the server can start while the database is cold.
 pub fn pool(config: &Config) -> Result<Pool, String> {
     let tls = tls().map_err(|e| format!("TLS setup failed: {e}"))?;
+    let pooled = (config.prepared_statements != Some(false)).then(|| pooled(&config.database, &tls));
+    let statements = match (config.prepared_statements, pooled) {
+        (Some(false), _) | (_, None) => Statements::Unnamed,
+        (_, Some(Ok(false))) => Statements::PreparedOnce,
+        (Some(true), _) => Statements::Prepared,
+        (None, Some(Ok(true))) => {
+            log::info!("DATABASE_URL goes through a transaction pooler: statements are sent unnamed");
+            Statements::Unnamed
+        }
+        (None, Some(Err(e))) => {
+            log::warn!("cannot tell whether DATABASE_URL goes through a pooler ({e}): statements are sent unnamed");
+            Statements::Unnamed
+        }
+    };
     // A quarter of the checkout budget, so a dead connection or two still leaves time for a
     // good one; at least 100 ms so that a busy but healthy server is not taken for dead.
     let check_timeout = (config.pool_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let manager = Manager {
-        config: config.database.clone(),
-        tls,
-        check_timeout,
-        prepared_statements: config.prepared_statements,
-    };
+    let manager = Manager { config: config.database.clone(), tls, check_timeout, statements };
     Ok(r2d2::Pool::builder()
         .max_size(config.pool_size)
         .min_idle(Some(config.pool_size.min(4)))
         .connection_timeout(config.pool_timeout)
         .error_handler(Box::new(LogConnectErrors))
         .build_unchecked(manager))
+}
+
+/// Whether `config` reaches PostgreSQL through a pooler that runs one client's transactions on
+/// several server connections (PgBouncer in transaction or statement mode): then a statement
+/// prepared by one client may be missing, or be another client's under the same name, on the
+/// server connection its next transaction gets. Two clients ask in turn for their backend's pid:
+/// a direct connection (or session pooling) keeps one backend per client for good; a
+/// transaction pooler hands them the server connection just freed, or another each time.
+fn pooled(config: &postgres::Config, tls: &MakeTlsConnector) -> Result<bool, postgres::Error> {
+    let (mut first, mut second) = (config.connect(tls.clone())?, config.connect(tls.clone())?);
+    let mut backends = [Vec::new(), Vec::new()];
+    for _ in 0..4 {
+        for (client, seen) in [&mut first, &mut second].into_iter().zip(&mut backends) {
+            // The simple protocol: no statement is prepared to ask.
+            let rows = client.simple_query("SELECT pg_backend_pid()")?;
+            seen.extend(rows.iter().filter_map(|message| match message {
+                postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                _ => None,
+            }));
+        }
+    }
+    let [first, second] = backends;
+    let stable = |seen: &[String]| seen.windows(2).all(|pair| pair[0] == pair[1]);
+    Ok(!stable(&first) || !stable(&second) || first.iter().any(|pid| second.contains(pid)))
 }
 
 /// Applies the migrations not yet applied, all in one transaction under an advisory lock,
@@ -249,7 +319,7 @@ pub fn migrate(client: &mut Client) -> Result<(), String> {
 
 /// Prepares every statement once, so a typo in `sql/` stops start-up and names the file.
 pub fn check_statements(client: &mut Client) -> Result<(), String> {
-    for sql in ALL {
+    for sql in ALL.iter().chain(LIST_TASKS.iter().map(|(_, _, sql)| sql)) {
         client.prepare(sql.text).map_err(|e| format!("sql/{} does not prepare: {e}", sql.file))?;
     }
     Ok(())
@@ -296,7 +366,7 @@ mod tests {
     fn every_sql_file_is_embedded() {
         let on_disk =
             std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/tasks")).map(|dir| dir.count()).unwrap_or(0);
-        let embedded = ALL.iter().filter(|s| s.file.starts_with("tasks/")).count();
+        let embedded = ALL.iter().filter(|s| s.file.starts_with("tasks/")).count() + 1; // and list.sql
         assert_eq!(on_disk, embedded, "every file in sql/tasks must be listed in db::ALL");
     }
 }

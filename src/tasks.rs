@@ -358,15 +358,18 @@ pub fn list(app: &App, user: &UserId, request: &Request, path: &str) -> Result<R
         _ => None,
     };
     let descending = query.order == "desc";
+    let Some((_, _, statement)) =
+        db::LIST_TASKS.iter().find(|(sort, desc, _)| *sort == query.sort && *desc == descending)
+    else {
+        return Err(ApiError::Internal(format!("no list statement for {} {}", query.sort, query.order)));
+    };
     let mut conn = app.pool.get()?;
     let rows = conn.query(
-        db::LIST_TASKS,
+        *statement,
         &[
             (&user.as_str(), Type::TEXT),
             (&completed, Type::BOOL),
             (&query.q, Type::TEXT),
-            (&query.sort, Type::TEXT),
-            (&descending, Type::BOOL),
             (&query.limit, Type::INT8),
             (&query.offset, Type::INT8),
         ],

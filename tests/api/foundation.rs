@@ -374,12 +374,19 @@ fn neon_style_urls_with_scram_channel_binding_work() {
     assert!(!err.contains("a-scram-password"), "{err}");
 }
 
+/// `auto` (the default) prepares unless a transaction pooler is in front: with PG_APP_URL set
+/// (scripts/pgbouncer-check.sh) the pool goes through PgBouncer and must not prepare.
 #[test]
-fn prepared_statements_are_prepared_once_per_connection_and_only_when_asked() {
-    for (setting, expected) in [("false", 0), ("true", 1)] {
+fn prepared_statements_are_prepared_once_per_connection_unless_pooled_or_refused() {
+    let through_pooler = std::env::var("PG_APP_URL").is_ok();
+    for (setting, direct, expected) in
+        [("false", true, 0), ("true", true, 1), ("auto", true, 1), ("auto", false, i64::from(!through_pooler))]
+    {
         let db = TestDb::new();
         let mut vars = base_env(&db.url());
-        vars.insert("DATABASE_URL".to_owned(), db.url()); // a pooler in transaction mode would not keep them
+        if direct {
+            vars.insert("DATABASE_URL".to_owned(), db.url());
+        }
         vars.insert("DB_PREPARED_STATEMENTS".to_owned(), setting.to_owned());
         let pool = todo_api::db::pool(&config(&vars)).unwrap();
         let mut conn = pool.get().unwrap();
@@ -394,7 +401,16 @@ fn prepared_statements_are_prepared_once_per_connection_and_only_when_asked() {
             )
             .unwrap()
             .get(0);
-        assert_eq!(prepared, expected, "DB_PREPARED_STATEMENTS={setting}");
+        assert_eq!(prepared, expected, "DB_PREPARED_STATEMENTS={setting}, direct: {direct}");
+        // Prepared on a session of its own, a statement is planned once, not on every execution.
+        let rows = conn.simple_query("SHOW plan_cache_mode").unwrap();
+        let mode = rows.iter().find_map(|message| match message {
+            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+            _ => None,
+        });
+        let mode = mode.unwrap();
+        let generic = if expected == 1 { "force_generic_plan" } else { "auto" };
+        assert_eq!(mode, generic, "DB_PREPARED_STATEMENTS={setting}, direct: {direct}");
     }
 }
 
