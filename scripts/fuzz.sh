@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Coverage-guided fuzzing (cargo-fuzz, libFuzzer) of the token verifier and the request parsers:
-# the targets of the crate in tests/fuzz (`jwt`, `body`). Runs each target for SECONDS (default
+# the targets of the crate in tests/fuzz (`jwt`, `body`, `head`). Runs each target for SECONDS (default
 # 60), prints per target the number of executions and whether it crashed, and exits 1 if any did.
 #
 #   scripts/fuzz.sh [SECONDS]
@@ -26,7 +26,7 @@ seconds=${1:-60}
 [[ $seconds =~ ^[1-9][0-9]*$ ]] || usage
 
 fuzz_dir=$root/tests/fuzz
-targets=${FUZZ_TARGETS:-jwt body}
+targets=${FUZZ_TARGETS:-jwt body head}
 sanitizer=${FUZZ_SANITIZER:-address}
 target_dir=${CARGO_TARGET_DIR:-$fuzz_dir/target}
 case $target_dir in /*) ;; *) target_dir=$root/$target_dir ;; esac

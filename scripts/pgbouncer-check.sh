@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Proves that the server works through PgBouncer in transaction pooling mode (the mode of
-# Neon's pooler): every statement is unnamed (`query_typed`), so no prepared statement or
-# session state has to survive between transactions.
+# Neon's pooler) with its default settings: DB_PREPARED_STATEMENTS=auto finds the pooler at
+# start-up and sends every statement unnamed (`query_typed`), so no prepared statement or
+# session state has to survive between transactions. (Connected directly, the same default
+# prepares them: `foundation::prepared_statements_*` checks both ways.)
 #
 #   scripts/pgbouncer-check.sh
 #
@@ -12,8 +14,9 @@
 # 2. Creates a database, runs the release binary with DATABASE_URL through PgBouncer and
 #    DATABASE_MIGRATION_URL direct (migrations hold an advisory lock, which needs a session),
 #    runs scripts/smoke.sh against it, stops it and drops the database.
-# 3. Runs the integration tests `tasks::` and `faults::an_exhausted_pool` with PG_APP_URL set,
-#    so that every test server's pool goes through PgBouncer (tests/api/common.rs, base_env).
+# 3. Runs the integration tests `tasks::`, `faults::an_exhausted_pool` and
+#    `foundation::prepared_statements` with PG_APP_URL set, so that every test server's pool goes
+#    through PgBouncer (tests/api/common.rs, base_env).
 # 4. Shows PgBouncer's own accounting (SHOW CONFIG / POOLS / STATS on its admin console) as
 #    evidence that the traffic went through it, in transaction mode.
 #
@@ -214,6 +217,12 @@ done
 grep -q "listening on http://" "$APP_LOG" || { cat "$APP_LOG" >&2; die "todo-api did not start within 60 s"; }
 
 smoke_status=PASS
+if grep -q "goes through a transaction pooler: statements are sent unnamed" "$APP_LOG"; then
+  say "(a) DB_PREPARED_STATEMENTS=auto found the pooler: statements are sent unnamed"
+else
+  say "(a) the server did not find the pooler (no 'goes through a transaction pooler' in its log)"
+  smoke_status=FAIL
+fi
 BETTER_AUTH_SECRET=$SECRET scripts/smoke.sh "http://127.0.0.1:$APP_PORT" || smoke_status=FAIL
 # Some concurrent traffic, so the pool numbers mean something: 40 lists, 8 at a time.
 token=$(
@@ -249,7 +258,7 @@ record "(a) release binary + scripts/smoke.sh" "$smoke_status"
 
 # --- (b) the integration tests through pgbouncer ----------------------------------------------
 TEST_LOG=$DIR/cargo-test.log
-filters=(tasks:: faults::an_exhausted_pool)
+filters=(tasks:: faults::an_exhausted_pool foundation::prepared_statements)
 say "(b) PG_APP_URL=postgres://$PG_USER@127.0.0.1:$BOUNCER_PORT/postgres cargo test --test api -- ${filters[*]}"
 test_status=PASS
 PG_URL=$PG_URL PG_APP_URL="postgres://$PG_USER@127.0.0.1:$BOUNCER_PORT/postgres" \
@@ -266,7 +275,7 @@ say "(b) SHOW STATS: $dbs_b test databases had pools in pgbouncer; $xact_b trans
 [ "${ran:-0}" -gt 0 ] || { say "(b) no test ran"; test_status=FAIL; }
 [ "${dbs_b:-0}" -gt 0 ] && [ "${xact_b:-0}" -gt 0 ] ||
   { say "(b) the tests' servers did not go through pgbouncer"; test_status=FAIL; }
-record "(b) cargo test tasks:: + an_exhausted_pool: $ran passed" "$test_status"
+record "(b) cargo test tasks:: + an_exhausted_pool + prepared_statements: $ran passed" "$test_status"
 
 # --- summary ---------------------------------------------------------------------------------
 errors=$(grep -cE ' (ERROR|FATAL) ' "$DIR/pgbouncer.log" || true)
