@@ -3,7 +3,7 @@
 //! Invariants a reviewer can check in this file alone:
 //! - every variable of the contract is read and validated here, once, at start-up;
 //! - a bad value is an error that names the variable and never echoes a secret;
-//! - `Debug` never prints the database URL or the JWT secrets.
+//! - `Debug` never prints the database password or the JWT secrets.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -20,13 +20,24 @@ pub enum Cors {
     Origins(Vec<String>),
 }
 
-#[derive(Clone)]
+/// A secret's bytes, which `Debug` never shows.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(pub Vec<u8>);
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// `postgres::Config`'s `Debug` shows a password as `_`.
+#[derive(Clone, Debug)]
 pub struct Config {
     pub database: postgres::Config,
     /// Where migrations run; the same database as `database`, but may bypass a pooler.
     pub migration_database: postgres::Config,
-    pub secret: Vec<u8>,
-    pub secret_previous: Option<Vec<u8>>,
+    pub secret: Secret,
+    pub secret_previous: Option<Secret>,
     pub host: String,
     pub port: u16,
     pub cors: Cors,
@@ -59,28 +70,6 @@ impl fmt::Display for ConfigError {
 }
 
 impl std::error::Error for ConfigError {}
-
-impl fmt::Debug for Config {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
-            .field("database", &"<redacted>")
-            .field("secret", &"<redacted>")
-            .field("host", &self.host)
-            .field("port", &self.port)
-            .field("cors", &self.cors)
-            .field("pool_size", &self.pool_size)
-            .field("pool_timeout", &self.pool_timeout)
-            .field("prepared_statements", &self.prepared_statements)
-            .field("workers", &self.workers)
-            .field("max_connections", &self.max_connections)
-            .field("idle_timeout", &self.idle_timeout)
-            .field("request_timeout", &self.request_timeout)
-            .field("jwt_issuer", &self.jwt_issuer)
-            .field("jwt_audience", &self.jwt_audience)
-            .field("jwt_leeway_seconds", &self.jwt_leeway_seconds)
-            .finish()
-    }
-}
 
 impl Config {
     /// Reads the process environment, falling back to `.env` in the working directory.
@@ -186,13 +175,13 @@ fn database_url(
     Ok(Some(config))
 }
 
-fn secret(get: &impl Fn(&str) -> Option<String>, variable: &'static str) -> Result<Option<Vec<u8>>, ConfigError> {
+fn secret(get: &impl Fn(&str) -> Option<String>, variable: &'static str) -> Result<Option<Secret>, ConfigError> {
     match get(variable) {
         None => Ok(None),
         Some(value) if value.len() < MIN_SECRET_BYTES => {
             Err(invalid(variable, format!("must be at least {MIN_SECRET_BYTES} bytes")))
         }
-        Some(value) => Ok(Some(value.into_bytes())),
+        Some(value) => Ok(Some(Secret(value.into_bytes()))),
     }
 }
 

@@ -66,60 +66,32 @@ struct Body<'a> {
 }
 
 impl ApiError {
+    /// The status, the stable `code` and the client-safe `detail`: the one table of them.
+    fn parts(&self) -> (u16, &'static str, &'static str) {
+        match self {
+            ApiError::InvalidJson => (400, "invalid_json", "Request body is not valid JSON"),
+            ApiError::BadRequest(what) => (400, "bad_request", what),
+            ApiError::Unauthorized(kind) => (401, "unauthorized", kind.reason()),
+            ApiError::Forbidden => (403, "forbidden", "The path's user is not the authenticated user"),
+            ApiError::NotFound(what) => (404, "not_found", what),
+            ApiError::MethodNotAllowed(_) => (405, "method_not_allowed", "Method not allowed"),
+            ApiError::PayloadTooLarge => (413, "payload_too_large", "Request body is larger than 65536 bytes"),
+            ApiError::UnsupportedMediaType => (415, "unsupported_media_type", "Content-Type must be application/json"),
+            ApiError::Validation(_) => (422, "validation_error", "Validation failed"),
+            ApiError::HeadersTooLarge => {
+                (431, "headers_too_large", "Request line and headers are larger than 16384 bytes")
+            }
+            ApiError::Internal(_) => (500, "internal_error", "Internal server error"),
+            ApiError::NotImplemented => (501, "not_implemented", "Transfer-Encoding other than chunked"),
+            ApiError::Unavailable(_) => (503, "unavailable", "Service temporarily unavailable"),
+            ApiError::VersionNotSupported => {
+                (505, "http_version_not_supported", "Only HTTP/1.0 and HTTP/1.1 are supported")
+            }
+        }
+    }
+
     pub fn status(&self) -> u16 {
-        match self {
-            ApiError::InvalidJson | ApiError::BadRequest(_) => 400,
-            ApiError::Unauthorized(_) => 401,
-            ApiError::Forbidden => 403,
-            ApiError::NotFound(_) => 404,
-            ApiError::MethodNotAllowed(_) => 405,
-            ApiError::PayloadTooLarge => 413,
-            ApiError::UnsupportedMediaType => 415,
-            ApiError::Validation(_) => 422,
-            ApiError::HeadersTooLarge => 431,
-            ApiError::Internal(_) => 500,
-            ApiError::NotImplemented => 501,
-            ApiError::Unavailable(_) => 503,
-            ApiError::VersionNotSupported => 505,
-        }
-    }
-
-    fn code(&self) -> &'static str {
-        match self {
-            ApiError::InvalidJson => "invalid_json",
-            ApiError::Unauthorized(_) => "unauthorized",
-            ApiError::Forbidden => "forbidden",
-            ApiError::NotFound(_) => "not_found",
-            ApiError::MethodNotAllowed(_) => "method_not_allowed",
-            ApiError::PayloadTooLarge => "payload_too_large",
-            ApiError::UnsupportedMediaType => "unsupported_media_type",
-            ApiError::Validation(_) => "validation_error",
-            ApiError::Internal(_) => "internal_error",
-            ApiError::Unavailable(_) => "unavailable",
-            ApiError::BadRequest(_) => "bad_request",
-            ApiError::HeadersTooLarge => "headers_too_large",
-            ApiError::NotImplemented => "not_implemented",
-            ApiError::VersionNotSupported => "http_version_not_supported",
-        }
-    }
-
-    fn detail(&self) -> &'static str {
-        match self {
-            ApiError::InvalidJson => "Request body is not valid JSON",
-            ApiError::Unauthorized(kind) => kind.reason(),
-            ApiError::Forbidden => "The path's user is not the authenticated user",
-            ApiError::NotFound(what) => what,
-            ApiError::MethodNotAllowed(_) => "Method not allowed",
-            ApiError::PayloadTooLarge => "Request body is larger than 65536 bytes",
-            ApiError::UnsupportedMediaType => "Content-Type must be application/json",
-            ApiError::Validation(_) => "Validation failed",
-            ApiError::Internal(_) => "Internal server error",
-            ApiError::Unavailable(_) => "Service temporarily unavailable",
-            ApiError::BadRequest(what) => what,
-            ApiError::HeadersTooLarge => "Request line and headers are larger than 16384 bytes",
-            ApiError::NotImplemented => "Transfer-Encoding other than chunked",
-            ApiError::VersionNotSupported => "Only HTTP/1.0 and HTTP/1.1 are supported",
-        }
+        self.parts().0
     }
 
     /// The response for this error. Causes are logged here, once, and kept out of the body.
@@ -137,16 +109,16 @@ impl ApiError {
             ApiError::BadRequest(_)
             | ApiError::HeadersTooLarge
             | ApiError::NotImplemented
-            | ApiError::VersionNotSupported => log::warn!("request {request_id} refused: {}", self.detail()),
+            | ApiError::VersionNotSupported => log::warn!("request {request_id} refused: {}", self.parts().2),
             _ => {}
         }
         let errors = match self {
             ApiError::Validation(errors) => Some(errors.as_slice()),
             _ => None,
         };
-        let body = Body { detail: self.detail(), code: self.code(), request_id, errors };
-        let json = serde_json::to_vec(&body).unwrap_or_default();
-        let mut response = Response::from_data("application/json", json).with_status_code(self.status());
+        let (status, code, detail) = self.parts();
+        let json = serde_json::to_vec(&Body { detail, code, request_id, errors }).unwrap_or_default();
+        let mut response = Response::from_data("application/json", json).with_status_code(status);
         match self {
             ApiError::MethodNotAllowed(allow) => response = response.with_unique_header("Allow", allow.clone()),
             ApiError::Unauthorized(kind) if kind.token_presented() => {

@@ -66,8 +66,8 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
     let app = App {
         pool: db::pool(config)?,
         verifier: Verifier::new(
-            &config.secret,
-            config.secret_previous.as_deref(),
+            &config.secret.0,
+            config.secret_previous.as_ref().map(|secret| secret.0.as_slice()),
             config.jwt_leeway_seconds,
             config.jwt_issuer.clone(),
             config.jwt_audience.clone(),

@@ -78,7 +78,7 @@ struct Shared {
 impl Server {
     pub fn start(listener: TcpListener, limits: Limits, handler: Handler) -> io::Result<Server> {
         let addr = listener.local_addr()?;
-        let queue = Mutex::new(Queue { jobs: VecDeque::new(), stop: false });
+        let queue = Mutex::new(Queue { jobs: VecDeque::new(), idle: 0, stop: false });
         let stopping = AtomicBool::new(false);
         let shared = Arc::new(Shared { limits, handler, queue, queued: Condvar::new(), stopping, open: 0.into() });
         for _ in 0..limits.workers.max(1) {
@@ -275,11 +275,10 @@ impl Connection<'_> {
         let deadline = Instant::now() + self.shared.limits.request_timeout;
         let (head, body, whole) = self.read_request(deadline)?;
         let keep_open = whole && !head.close && !self.shared.stopping.load(Ordering::SeqCst);
-        let (head_method, http10) = (head.method == "HEAD", head.http10);
+        let framing = Framing { head_method: head.method == "HEAD", http10: head.http10, keep_open };
         let request = Request::fake_http_from(self.peer, head.method, head.target, head.headers, body);
-        let response = self.run(request, deadline)?;
-        let framing = Framing { head_method, http10, keep_open };
-        self.write(&response, framing, Instant::now() + self.shared.limits.request_timeout)?;
+        let response = self.run(Job { request, framing, deadline, answer: Arc::default() })?;
+        self.write_all(&mut response.slices(), Instant::now() + self.shared.limits.request_timeout)?;
         Ok(keep_open)
     }
 
@@ -287,10 +286,14 @@ impl Connection<'_> {
     /// `deadline` is taken back and answered 503; one whose handler has not answered
     /// `request_timeout` after that (a database that froze, say) is cut off, and its late
     /// answer is dropped with its slot.
-    fn run(&self, request: Request, deadline: Instant) -> Result<Whole, End> {
-        let answer = Arc::new(Answer { slot: Mutex::new(None), done: Condvar::new() });
-        lock(&self.shared.queue).jobs.push_back(Job { request, deadline, answer: Arc::clone(&answer) });
-        self.shared.queued.notify_one();
+    fn run(&self, job: Job) -> Result<Bytes, End> {
+        let (answer, deadline) = (Arc::clone(&job.answer), job.deadline);
+        let mut queue = lock(&self.shared.queue);
+        queue.jobs.push_back(job);
+        if queue.idle > 0 {
+            self.shared.queued.notify_one();
+        }
+        drop(queue);
         let mut answered = answer.wait(deadline);
         if answered.is_none() {
             let mut queue = lock(&self.shared.queue);
@@ -306,7 +309,7 @@ impl Connection<'_> {
             }
         }
         match answered {
-            Some(Some(whole)) => Ok(whole),
+            Some(Some(bytes)) => Ok(bytes),
             Some(None) => {
                 let cause = "no worker free within REQUEST_TIMEOUT_SECONDS".to_owned();
                 Err(End::Refuse(ApiError::Unavailable(cause)))
@@ -386,13 +389,6 @@ impl Connection<'_> {
         }
     }
 
-    fn write(&self, response: &Whole, framing: Framing, deadline: Instant) -> Result<(), End> {
-        let head = response.head(framing);
-        let bodiless = framing.head_method || matches!(response.status, 204 | 304);
-        let body = if bodiless { &[][..] } else { &response.body[..] };
-        self.write_all(&mut [IoSlice::new(&head), IoSlice::new(body)], deadline)
-    }
-
     /// Writes everything by `deadline`, however slowly the client reads; else cuts it off.
     fn write_all(&self, mut bufs: &mut [IoSlice<'_>], deadline: Instant) -> Result<(), End> {
         while !bufs.is_empty() {
@@ -417,9 +413,9 @@ impl Connection<'_> {
 fn refuse(stream: &TcpStream, error: &ApiError) {
     let id = new_request_id();
     let response = error.to_response(&id).with_unique_header("X-Request-Id", id);
-    let response = Whole::of(response.with_unique_header("X-Content-Type-Options", "nosniff"));
-    let framing = Framing { head_method: false, http10: false, keep_open: false };
-    let _ = Write::write_all(&mut &*stream, &[response.head(framing), response.body].concat());
+    let response = response.with_unique_header("X-Content-Type-Options", "nosniff");
+    let bytes = Bytes::of(response, Framing { head_method: false, http10: false, keep_open: false });
+    let _ = (&*stream).write_all(&[bytes.head, bytes.body].concat()); // the connection ends anyway
 }
 
 /// How a response is framed on its connection.
@@ -430,42 +426,37 @@ struct Framing {
     keep_open: bool,
 }
 
-/// A response with its body read into memory.
-struct Whole {
-    status: u16,
-    headers: Vec<(String, String)>,
+/// A response as its connection writes it: the status line and header fields, then the body,
+/// whole in memory.
+#[derive(Debug, Default)]
+struct Bytes {
+    head: Vec<u8>,
     body: Vec<u8>,
 }
 
-impl Whole {
-    fn of(response: Response) -> Whole {
-        let (mut reader, _) = response.data.into_reader_and_size();
-        let mut body = Vec::new();
-        if let Err(e) = reader.read_to_end(&mut body) {
-            log::error!("reading a response body: {e}"); // bodies are in memory: not expected
-        }
-        let headers =
-            response.headers.into_iter().map(|(name, value)| (name.into_owned(), value.into_owned())).collect();
-        Whole { status: response.status_code, headers, body }
-    }
-
-    /// The status line and header fields; the framing fields are the transport's own.
-    fn head(&self, framing: Framing) -> Vec<u8> {
+impl Bytes {
+    /// The framing fields are the transport's own: the response's are dropped.
+    fn of(response: Response, framing: Framing) -> Bytes {
+        let status = response.status_code;
         let mut head = Vec::with_capacity(512);
-        let date = http_date(SystemTime::now());
-        let _ = write!(head, "HTTP/1.1 {} {}\r\nDate: {date}\r\n", self.status, reason(self.status));
-        for (name, value) in &self.headers {
+        let reason = REASONS.iter().find(|(code, _)| *code == status).map_or("", |(_, reason)| reason);
+        let _ = write!(head, "HTTP/1.1 {status} {reason}\r\nDate: {}\r\n", http_date(SystemTime::now()));
+        for (name, value) in &response.headers {
             let framing_field =
                 ["content-length", "transfer-encoding", "connection"].iter().any(|f| name.eq_ignore_ascii_case(f));
-            let control = name.bytes().chain(value.bytes()).any(|b| b < 0x20 && b != b'\t' || b == 0x7f);
-            if control {
+            if name.bytes().chain(value.bytes()).any(|b| b < 0x20 && b != b'\t' || b == 0x7f) {
                 log::error!("response header {name:?} not sent: it has a control character");
             } else if !framing_field {
                 let _ = write!(head, "{name}: {value}\r\n");
             }
         }
-        if self.status != 204 && self.status >= 200 {
-            let _ = write!(head, "Content-Length: {}\r\n", self.body.len());
+        let mut body = Vec::new();
+        let (mut reader, _) = response.data.into_reader_and_size();
+        if let Err(e) = reader.read_to_end(&mut body) {
+            log::error!("reading a response body: {e}"); // bodies are in memory: not expected
+        }
+        if status != 204 {
+            let _ = write!(head, "Content-Length: {}\r\n", body.len());
         }
         match (framing.keep_open, framing.http10) {
             (false, _) => head.extend_from_slice(b"Connection: close\r\n"),
@@ -473,55 +464,62 @@ impl Whole {
             (true, false) => {}
         }
         head.extend_from_slice(b"\r\n");
-        head
+        if framing.head_method || matches!(status, 204 | 304) {
+            body = Vec::new();
+        }
+        Bytes { head, body }
+    }
+
+    fn slices(&self) -> [IoSlice<'_>; 2] {
+        [IoSlice::new(&self.head), IoSlice::new(&self.body)]
     }
 }
 
-fn reason(status: u16) -> &'static str {
-    match status {
-        200 => "OK",
-        201 => "Created",
-        204 => "No Content",
-        400 => "Bad Request",
-        401 => "Unauthorized",
-        403 => "Forbidden",
-        404 => "Not Found",
-        405 => "Method Not Allowed",
-        413 => "Content Too Large",
-        415 => "Unsupported Media Type",
-        422 => "Unprocessable Content",
-        429 => "Too Many Requests",
-        431 => "Request Header Fields Too Large",
-        500 => "Internal Server Error",
-        501 => "Not Implemented",
-        503 => "Service Unavailable",
-        505 => "HTTP Version Not Supported",
-        _ => "",
-    }
-}
+const REASONS: [(u16, &str); 17] = [
+    (200, "OK"),
+    (201, "Created"),
+    (204, "No Content"),
+    (400, "Bad Request"),
+    (401, "Unauthorized"),
+    (403, "Forbidden"),
+    (404, "Not Found"),
+    (405, "Method Not Allowed"),
+    (413, "Content Too Large"),
+    (415, "Unsupported Media Type"),
+    (422, "Unprocessable Content"),
+    (429, "Too Many Requests"),
+    (431, "Request Header Fields Too Large"),
+    (500, "Internal Server Error"),
+    (501, "Not Implemented"),
+    (503, "Service Unavailable"),
+    (505, "HTTP Version Not Supported"),
+];
 
-/// Requests waiting for a worker, in order of arrival.
+/// Requests waiting for a worker, in order of arrival, and how many workers wait for one.
 struct Queue {
     jobs: VecDeque<Job>,
+    idle: usize,
     stop: bool,
 }
 
 struct Job {
     request: Request,
+    framing: Framing,
     deadline: Instant,
     answer: Arc<Answer>,
 }
 
 /// Where a worker leaves one request's response for its connection: `Some(None)` when the
 /// request waited past its deadline and did not run.
+#[derive(Default)]
 struct Answer {
-    slot: Mutex<Option<Option<Whole>>>,
+    slot: Mutex<Option<Option<Bytes>>>,
     done: Condvar,
 }
 
 impl Answer {
     /// The answer once it is given, or `None` if `until` passes first.
-    fn wait(&self, until: Instant) -> Option<Option<Whole>> {
+    fn wait(&self, until: Instant) -> Option<Option<Bytes>> {
         let mut slot = lock(&self.slot);
         while slot.is_none() {
             let left = until.saturating_duration_since(Instant::now());
@@ -544,16 +542,20 @@ fn work(shared: &Shared) {
                 match queue.jobs.pop_front() {
                     Some(job) => break job,
                     None if queue.stop => return,
-                    None => queue = shared.queued.wait(queue).unwrap_or_else(PoisonError::into_inner),
+                    None => {
+                        queue.idle += 1;
+                        queue = shared.queued.wait(queue).unwrap_or_else(PoisonError::into_inner);
+                        queue.idle -= 1;
+                    }
                 }
             }
         };
-        let run = || Whole::of((shared.handler)(&job.request));
-        let whole = (Instant::now() <= job.deadline).then(|| {
-            catch_unwind(AssertUnwindSafe(run))
-                .unwrap_or_else(|_| Whole::of(ApiError::Internal("handler panicked".to_owned()).to_response("-")))
+        let run = || catch_unwind(AssertUnwindSafe(|| (shared.handler)(&job.request)));
+        let response = (Instant::now() <= job.deadline).then(|| {
+            let response = run().unwrap_or_else(|_| ApiError::Internal("handler panicked".to_owned()).to_response("-"));
+            Bytes::of(response, job.framing)
         });
-        *lock(&job.answer.slot) = Some(whole);
+        *lock(&job.answer.slot) = Some(response);
         job.answer.done.notify_one();
     }
 }
@@ -568,25 +570,28 @@ mod tests {
 
     #[test]
     fn responses_are_framed_by_the_transport() {
-        let response = |status, body: &str| Whole {
-            status,
-            headers: vec![("Content-Length".into(), "99".into()), ("X-A".into(), "b".into())],
-            body: body.into(),
+        let response = |status: u16, body: &str| {
+            Response::from_data("application/json", body.to_owned())
+                .with_status_code(status)
+                .with_unique_header("Content-Length", "99")
+                .with_unique_header("X-A", "b")
         };
-        let text = |whole: &Whole, head_method, http10, keep_open| {
-            String::from_utf8(whole.head(Framing { head_method, http10, keep_open })).unwrap()
+        let text = |response, head_method, http10, keep_open| {
+            let bytes = Bytes::of(response, Framing { head_method, http10, keep_open });
+            (String::from_utf8(bytes.head).unwrap(), String::from_utf8(bytes.body).unwrap())
         };
-        let ok = text(&response(200, "abc"), false, false, true);
+        let (ok, body) = text(response(200, "abc"), false, false, true);
         assert!(
             ok.starts_with("HTTP/1.1 200 OK\r\nDate: ") && ok.ends_with("X-A: b\r\nContent-Length: 3\r\n\r\n"),
             "{ok}"
         );
-        assert!(!ok.contains("99") && !ok.contains("Server"), "{ok}");
-        let empty = text(&response(204, ""), false, false, false);
-        assert!(!empty.contains("Content-Length") && empty.ends_with("Connection: close\r\n\r\n"), "{empty}");
-        assert!(text(&response(200, "abc"), false, true, true).contains("Connection: keep-alive\r\n"));
-        let mut bad = response(200, "");
-        bad.headers.push(("X-Injected".into(), "a\r\nSet-Cookie: x".into()));
-        assert!(!text(&bad, false, false, true).contains("Set-Cookie"));
+        assert!(!ok.contains("99") && !ok.contains("Server") && body == "abc", "{ok}");
+        let (head, body) = text(response(200, "abc"), true, false, true);
+        assert!(head.contains("Content-Length: 3\r\n") && body.is_empty(), "HEAD: the length, no body");
+        let (empty, body) = text(response(204, "x"), false, false, false);
+        assert!(!empty.contains("Content-Length") && empty.ends_with("Connection: close\r\n\r\n") && body.is_empty());
+        assert!(text(response(200, "abc"), false, true, true).0.contains("Connection: keep-alive\r\n"));
+        let injected = response(200, "").with_unique_header("X-Injected", "a\r\nSet-Cookie: x");
+        assert!(!text(injected, false, false, true).0.contains("Set-Cookie"));
     }
 }

@@ -248,86 +248,65 @@ pub struct ListQuery {
 
 impl ListQuery {
     /// Parses the raw query string. Names and values are lower case; unknown names are ignored;
-    /// a repeated or empty parameter is an error (but `q=` means no filter).
+    /// a repeated or empty parameter is an error (but `q=` means no filter); each bad
+    /// parameter is reported once.
     pub fn parse(raw: &str) -> Result<ListQuery, ApiError> {
         const NAMES: [&str; 6] = ["status", "sort", "order", "q", "limit", "offset"];
-        let mut values: [Option<String>; 6] = Default::default();
-        let mut reported = [false; 6];
-        let mut errors = Vec::new();
-        for pair in raw.split('&').filter(|p| !p.is_empty()) {
+        let (mut values, mut judged, mut errors): ([Option<String>; 6], [bool; 6], Vec<FieldError>) =
+            Default::default();
+        let decode = |text: &str| percent_decode(&text.replace('+', " ")).and_then(|v| String::from_utf8(v).ok());
+        for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
             let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let decode = |text: &str| percent_decode(&text.replace('+', " ")).and_then(|v| String::from_utf8(v).ok());
-            let Some(index) = decode(name).and_then(|name| NAMES.iter().position(|n| *n == name)) else {
-                continue;
-            };
-            let loc = vec!["query", NAMES[index]];
-            match (decode(value), &values[index]) {
-                (_, Some(_)) => errors.push(FieldError::new(loc, "must not be repeated", "repeated")),
-                (None, None) => errors.push(FieldError::new(loc, "is not valid percent-encoded UTF-8", "encoding")),
-                (Some(v), None) if v.is_empty() && index != 3 => {
-                    errors.push(FieldError::new(loc, "must not be empty", "missing"))
-                }
-                (Some(v), None) => {
-                    values[index] = Some(v);
+            let Some(i) = decode(name).and_then(|name| NAMES.iter().position(|n| *n == name)) else { continue };
+            let problem = match decode(value) {
+                _ if values[i].is_some() || judged[i] => ("must not be repeated", "repeated"),
+                None => ("is not valid percent-encoded UTF-8", "encoding"),
+                Some(v) if v.is_empty() && NAMES[i] != "q" => ("must not be empty", "missing"),
+                Some(v) => {
+                    values[i] = Some(v);
                     continue;
                 }
-            }
-            // Reported once: the value is not judged again below.
-            values[index] = Some(String::new());
-            reported[index] = true;
-        }
-        for (value, reported) in values.iter_mut().zip(reported) {
-            if reported {
-                *value = None; // judged already; the default stands in
-            }
-        }
-        let [status, sort, order, q, limit, offset] = values;
-        let mut pick =
-            |index: usize, value: Option<String>, allowed: &[&'static str], default: &'static str| match value {
-                None => Some(default),
-                Some(v) => allowed.iter().copied().find(|a| *a == v).or_else(|| {
-                    let msg = match index {
-                        0 => "must be one of all, pending, completed",
-                        1 => "must be one of created, updated, title",
-                        _ => "must be one of asc, desc",
-                    };
-                    errors.push(FieldError::new(vec!["query", NAMES[index]], msg, "enum"));
-                    None
-                }),
             };
-        let status = pick(0, status, &["all", "pending", "completed"], "all");
-        let sort = pick(1, sort, &["created", "updated", "title"], "created");
-        let default_order = if sort == Some("title") { "asc" } else { "desc" };
-        let order = pick(2, order, &["asc", "desc"], default_order);
-        let q = q.filter(|q| !q.is_empty());
+            if !std::mem::replace(&mut judged[i], true) {
+                errors.push(FieldError::new(vec!["query", NAMES[i]], problem.0, problem.1));
+            }
+            values[i] = None; // judged already: the default stands in
+        }
+        let mut choose = |i: usize, allowed: &[&'static str], msg: &'static str| match values[i].take() {
+            None => allowed[0],
+            Some(v) => allowed.iter().copied().find(|a| *a == v).unwrap_or_else(|| {
+                errors.push(FieldError::new(vec!["query", NAMES[i]], msg, "enum"));
+                allowed[0]
+            }),
+        };
+        let status = choose(0, &["all", "pending", "completed"], "must be one of all, pending, completed");
+        let sort = choose(1, &["created", "updated", "title"], "must be one of created, updated, title");
+        let orders: &[&str] = if sort == "title" { &["asc", "desc"] } else { &["desc", "asc"] };
+        let order = choose(2, orders, "must be one of asc, desc");
+        let q = values[3].take().filter(|q| !q.is_empty());
         if let Some(Err((msg, kind))) = q.as_deref().map(|q| free_text(q, QUERY_MAX)) {
             errors.push(FieldError::new(vec!["query", "q"], msg, kind));
         }
-        let mut integer = |name: &'static str, value: Option<String>, min: i64, max: i64, default: i64| match value {
-            None => Some(default),
-            Some(v) => v
-                .bytes()
-                .all(|b| b.is_ascii_digit())
-                .then(|| v.parse::<i64>().ok())
-                .flatten()
-                .filter(|n| (min..=max).contains(n))
-                .or_else(|| {
-                    let msg = if name == "limit" {
-                        "must be an integer from 1 to 1000"
-                    } else {
-                        "must be an integer of 0 or more"
-                    };
-                    errors.push(FieldError::new(vec!["query", name], msg, "integer_range"));
-                    None
-                }),
-        };
-        let limit = integer("limit", limit, 1, LIMIT_MAX, LIMIT_DEFAULT);
-        let offset = integer("offset", offset, 0, i64::MAX, 0);
-        match (status, sort, order, limit, offset) {
-            (Some(status), Some(sort), Some(order), Some(limit), Some(offset)) if errors.is_empty() => {
-                Ok(ListQuery { status, sort, order, q, limit, offset })
-            }
-            _ => Err(ApiError::Validation(errors)),
+        let mut integer =
+            |i: usize, range: std::ops::RangeInclusive<i64>, default: i64, msg: &'static str| match values[i].take() {
+                None => default,
+                Some(v) => v
+                    .bytes()
+                    .all(|b| b.is_ascii_digit())
+                    .then(|| v.parse().ok())
+                    .flatten()
+                    .filter(|n| range.contains(n))
+                    .unwrap_or_else(|| {
+                        errors.push(FieldError::new(vec!["query", NAMES[i]], msg, "integer_range"));
+                        default
+                    }),
+            };
+        let limit = integer(4, 1..=LIMIT_MAX, LIMIT_DEFAULT, "must be an integer from 1 to 1000");
+        let offset = integer(5, 0..=i64::MAX, 0, "must be an integer of 0 or more");
+        if errors.is_empty() {
+            Ok(ListQuery { status, sort, order, q, limit, offset })
+        } else {
+            Err(ApiError::Validation(errors))
         }
     }
 
