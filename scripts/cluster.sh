@@ -317,8 +317,7 @@ load_nginx=$(tail -n +$((mark_nginx + 1)) "$DIR/nginx-access.log")
 nginx_total=$(grep -c . <<<"$load_nginx" || true)
 nginx_non2xx=$(awk '$1 !~ /^2/' <<<"$load_nginx" | grep -c . || true)
 by_upstream=$(awk '{ n[$2]++ } END { for (u in n) printf "%s=%d ", u, n[u] }' <<<"$load_nginx")
-# The guard's probes of its own connections to rouille (request id guard-probe) are not load.
-access_load() { tail -n +$(($2 + 1)) "$DIR/$1.log" | grep ' access\] ' | grep -v ' access\] guard-probe '; }
+access_load() { tail -n +$(($2 + 1)) "$DIR/$1.log" | grep ' access\] '; }
 load_a=$(access_load a "$mark_a" | grep -c . || true)
 load_b=$(access_load b "$mark_b" | grep -c . || true)
 inst_non2xx=$({ access_load a "$mark_a"; access_load b "$mark_b"; } | awk '$(NF - 1) !~ /^2/' | grep -c . || true)

@@ -99,20 +99,10 @@ impl Server {
     /// (idle ones close at once). Returns whether they all did.
     pub fn stop(&mut self, drain: Duration) -> bool {
         self.shared.stopping.store(true, Ordering::SeqCst);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join(); // within a TICK: accept() times out that often
+        }
         let deadline = Instant::now() + drain;
-        // accept() returns only for a connection: make one, again if the first could not be
-        // made (with no descriptor to spare, say), until the loop has seen the flag.
-        let mut wake = self.addr;
-        if wake.ip().is_unspecified() {
-            wake.set_ip(if wake.is_ipv4() { [127, 0, 0, 1].into() } else { std::net::Ipv6Addr::LOCALHOST.into() });
-        }
-        while self.thread.as_ref().is_some_and(|t| !t.is_finished()) && Instant::now() < deadline {
-            let _ = TcpStream::connect_timeout(&wake, Duration::from_millis(200));
-            thread::sleep(Duration::from_millis(10));
-        }
-        if let Some(thread) = self.thread.take().filter(|t| t.is_finished()) {
-            let _ = thread.join();
-        }
         while self.shared.open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));
         }
@@ -125,7 +115,7 @@ impl Server {
 
 /// Binds the public address with a listen backlog of 4096 (the kernel may cap it at
 /// `net.core.somaxconn`): std's 128 made a burst of a thousand clients lose SYNs, retried a
-/// second later.
+/// second later. `accept` on it gives up after a `TICK`, so that the loop sees a stop.
 pub fn listen(host: &str, port: u16) -> io::Result<TcpListener> {
     use rustix::net::{AddressFamily, SocketFlags, SocketType, bind, listen, socket_with, sockopt};
     let mut failure = io::Error::new(ErrorKind::AddrNotAvailable, "the host resolves to no address");
@@ -133,6 +123,7 @@ pub fn listen(host: &str, port: u16) -> io::Result<TcpListener> {
         let family = if addr.is_ipv4() { AddressFamily::INET } else { AddressFamily::INET6 };
         let socket = socket_with(family, SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
         sockopt::set_socket_reuseaddr(&socket, true)?;
+        sockopt::set_socket_timeout(&socket, sockopt::Timeout::Recv, Some(TICK))?;
         match bind(&socket, &addr).and_then(|()| listen(&socket, 4096)) {
             Ok(()) => return Ok(TcpListener::from(socket)),
             Err(e) => failure = e.into(),
@@ -168,6 +159,7 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
     while !shared.stopping.load(Ordering::SeqCst) {
         let (stream, peer) = match listener.accept() {
             Ok(accepted) => accepted,
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => continue,
             Err(e) => {
                 // Out of descriptors, or a connection reset before it was accepted: wait, go on.
                 if warned.is_none_or(|at| at.elapsed() > Duration::from_secs(10)) {
@@ -178,9 +170,6 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
                 continue;
             }
         };
-        if shared.stopping.load(Ordering::SeqCst) {
-            break;
-        }
         let max = shared.limits.max_connections;
         if shared.open.load(Ordering::SeqCst) >= max {
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));

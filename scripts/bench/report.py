@@ -75,7 +75,8 @@ def main():
     out.append("")
     out.append(f"Medians over {rounds} round(s) of {meta.get('seconds', '?')} s per run, API and floor "
                "interleaved; non-2xx and socket errors are totals over all rounds. The floor is pgbench "
-               "(-M prepared, -j 2) running the handlers' statements from sql/tasks/ on the same "
+               "(-M prepared, -j 2, plan_cache_mode=force_generic_plan as on the server's connections) "
+               "running the handlers' statements from sql/tasks/ on the same "
                "database; `(c=N)` marks a floor run with N clients instead of the API's connection count "
                "(mixed1000's floor is the mixed floor at "
                f"{clients_text(floor_conns.get('mixed1000', set()))} clients: {meta.get('floor_note', '')}). "
@@ -85,7 +86,7 @@ def main():
         out.append("")
         out.append("The HTTP layer's ceiling in the same run (100 connections, no token, no database): "
                    "rouille alone answering a constant (`tests/bench/hello.rs`, 32 threads), and the API's "
-                   "`GET /health` (the guard, rouille and the router).")
+                   "`GET /health` (its connection layer, a worker, the router and the access log).")
         out.append("")
         out.append("| ceiling | req/s | p50 ms | p99 ms | non-2xx | socket errors |")
         out.append("|---|---:|---:|---:|---:|---:|")

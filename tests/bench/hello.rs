@@ -1,7 +1,8 @@
-//! The ceiling of the HTTP layer: rouille alone answering `{"status":"ok"}` with as many
-//! threads as the server's default `WORKERS`, no guard, no token, no database. scripts/bench.sh
-//! runs it (`cargo bench --bench hello`) and drives it with wrk beside the API's own
-//! `GET /health`, which adds the guard.
+//! The ceiling of an HTTP layer: rouille's own server (tiny_http) answering `{"status":"ok"}`
+//! with as many threads as the server's default `WORKERS`, no token, no database.
+//! scripts/bench.sh runs it (`cargo bench --bench hello`) and drives it with wrk beside the
+//! API's own `GET /health`, which goes through the API's connection layer, a worker, the
+//! router and the access log.
 //!
 //! Listens on 127.0.0.1:$HELLO_PORT and prints `listening` once bound; runs until killed.
 
