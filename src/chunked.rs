@@ -1,13 +1,16 @@
 //! The chunked transfer coding of a request body (RFC 9112 §7.1), decoded as it arrives.
 //!
 //! Invariants a reviewer can check in this file alone:
-//! - the body is hexadecimal chunk sizes (extensions ignored), each chunk's data followed by
-//!   exactly CRLF, a zero-size chunk, trailer lines (dropped, never passed on) and an empty line;
-//! - every line ends in CRLF; a size line or trailer line is at most `LINE_LIMIT` bytes and a
-//!   size at most 15 significant hexadecimal digits, so nothing here can overflow;
+//! - the body is hexadecimal chunk sizes (then optional spaces or tabs, and extensions after a
+//!   `;`, ignored), each chunk's data followed by exactly CRLF, a zero-size chunk, trailer lines
+//!   `name: value` (dropped, never passed on) and an empty line;
+//! - every line ends in CRLF and has no other control character but tab; a size line or trailer
+//!   line is at most `LINE_LIMIT` bytes and a size at most 15 significant hexadecimal digits,
+//!   so nothing here can overflow;
 //! - `decode` never consumes a byte past the body's end: what follows is the next request.
 
 use crate::error::ApiError;
+use crate::head::{is_control, is_token};
 
 /// Longest chunk-size or trailer line.
 const LINE_LIMIT: usize = 4 * 1024;
@@ -59,6 +62,12 @@ impl Chunked {
             }
             let line = std::mem::take(&mut self.line);
             let line = line.strip_suffix(b"\r\n").ok_or(MALFORMED)?;
+            if line.iter().any(|b| *b != b'\t' && is_control(b)) {
+                return Err(MALFORMED);
+            }
+            let field = |line: &[u8]| {
+                line.iter().position(|&b| b == b':').is_some_and(|at| at > 0 && line[..at].iter().all(is_token))
+            };
             self.state = match self.state {
                 State::Size => match chunk_size(line)? {
                     0 => State::Trailer,
@@ -67,7 +76,8 @@ impl Chunked {
                 State::DataEnd if line.is_empty() => State::Size,
                 State::DataEnd => return Err(MALFORMED),
                 State::Trailer if line.is_empty() => State::Done,
-                other => other, // a trailer line, dropped
+                State::Trailer if field(line) => State::Trailer, // a trailer field, dropped
+                _ => return Err(MALFORMED),
             };
         }
         Ok(used)
@@ -76,7 +86,8 @@ impl Chunked {
 
 /// The size on a chunk-size line: hexadecimal digits, then optionally `;` and extensions.
 fn chunk_size(line: &[u8]) -> Result<usize, ApiError> {
-    let digits = line.split(|&b| b == b';').next().unwrap_or_default().trim_ascii_end();
+    let digits = line.split(|&b| b == b';').next().unwrap_or_default();
+    let digits = &digits[..digits.len() - digits.iter().rev().take_while(|b| matches!(b, b' ' | b'\t')).count()];
     let significant = digits.iter().position(|&b| b != b'0').map_or(&digits[digits.len()..], |at| &digits[at..]);
     if digits.is_empty() || significant.len() > 15 || !digits.iter().all(u8::is_ascii_hexdigit) {
         return Err(MALFORMED);
@@ -127,6 +138,11 @@ mod tests {
             b"5\r\nhelloXY",
             b"1000000000000000\r\n",
             b"0\r\nTrailer: x\n",
+            b"5\r\r\nhello\r\n",
+            b"5\x0c\r\nhello\r\n",
+            b"5;a=\x00\r\nhello\r\n",
+            b"0\r\nno colon\r\n\r\n",
+            b"0\r\n: x\r\n\r\n",
             long_size.as_bytes(),
         ];
         for case in cases {

@@ -19,7 +19,7 @@ use crate::App;
 use crate::auth::UserId;
 use crate::config::Cors;
 use crate::error::ApiError;
-use crate::wire::{json, new_request_id, percent_decode};
+use crate::wire::{json, percent_decode, request_id};
 use crate::{health, tasks};
 
 /// The request headers the API reads, announced to CORS preflights.
@@ -144,7 +144,7 @@ fn authenticate(app: &App, request: &Request, route: &Route) -> Result<UserId, A
 /// panics caught), then the headers every response carries and one access-log line.
 pub fn handle(app: &App, request: &Request, dispatch: Dispatch) -> Response {
     let started = Instant::now();
-    let request_id = request_id(request);
+    let request_id = request_id(request.header("X-Request-Id"));
     let path = request.raw_url().split('?').next().unwrap_or_default();
     let method = request.method();
     let route = resolve(path);
@@ -203,17 +203,6 @@ fn cors(cors: &Cors, request: &Request, route: Option<&Route>, mut response: Res
             .with_unique_header("Access-Control-Max-Age", "600");
     }
     response
-}
-
-/// The caller's `X-Request-Id` if it is 1 to 128 of `[A-Za-z0-9._-]`, else a new one.
-fn request_id(request: &Request) -> String {
-    let valid = |id: &str| {
-        (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
-    };
-    match request.header("X-Request-Id") {
-        Some(id) if valid(id) => id.to_owned(),
-        _ => new_request_id(),
-    }
 }
 
 /// A task id: `[1-9][0-9]*` within `i64`; anything else is a 404, as if no such task existed.

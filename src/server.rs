@@ -36,7 +36,7 @@ use rouille::{Request, Response};
 use crate::chunked::Chunked;
 use crate::error::ApiError;
 use crate::head::{self, Body, Head};
-use crate::wire::{BODY_LIMIT, http_date, new_request_id};
+use crate::wire::{BODY_LIMIT, http_date, request_id};
 
 /// How often a blocked read or write wakes to check its deadline and the stop flag.
 const TICK: Duration = Duration::from_millis(250);
@@ -172,8 +172,11 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
         };
         let max = shared.limits.max_connections;
         if shared.open.load(Ordering::SeqCst) >= max {
+            // What the client sent already is read first: closed unread, it would reset the 503.
+            let _ = stream.set_read_timeout(Some(Duration::from_millis(1)));
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
-            refuse(&stream, &ApiError::Unavailable(format!("connection refused: {max} connections open")));
+            let _ = (&stream).read(&mut [0; CHUNK]);
+            refuse(&stream, &ApiError::Unavailable(format!("connection refused: {max} connections open")), None, false);
             continue;
         }
         shared.open.fetch_add(1, Ordering::SeqCst);
@@ -201,8 +204,10 @@ impl Drop for Counted {
 enum End {
     /// Quietly: the client closed it, stayed idle too long, or the server is stopping.
     Quiet,
-    /// With an error response: a request that cannot be read, or no turn before its deadline.
+    /// With an error response: a request that cannot be read, or not answered in time.
     Refuse(ApiError),
+    /// With a 503: a request that did not get a worker before its deadline.
+    Late(Box<Job>),
     /// At once, logged: a request or response deadline passed.
     Cut(String),
     /// The socket failed (a reset, say): logged at debug only.
@@ -235,7 +240,11 @@ impl Connection<'_> {
         match end {
             None => {}
             Some(End::Quiet) => return,
-            Some(End::Refuse(error)) => refuse(&self.stream, &error),
+            Some(End::Refuse(error)) => refuse(&self.stream, &error, None, false),
+            Some(End::Late(job)) => {
+                let error = ApiError::Unavailable("no worker free within REQUEST_TIMEOUT_SECONDS".to_owned());
+                refuse(&self.stream, &error, job.request.header("X-Request-Id"), job.framing.head_method);
+            }
             Some(End::Cut(why)) => return log::warn!("connection cut off: {why}"),
             Some(End::Gone(e)) => return log::debug!("connection ended: {e}"),
         }
@@ -257,7 +266,14 @@ impl Connection<'_> {
 
     /// One request and its response; returns whether the connection stays open.
     fn exchange(&mut self) -> Result<bool, End> {
-        if self.buf.is_empty() {
+        loop {
+            // Empty lines before a request line are ignored (RFC 9112 §2.2): some clients end
+            // a body with an extra CRLF.
+            let blank = self.buf.iter().take_while(|b| matches!(b, b'\r' | b'\n')).count();
+            self.buf.drain(..blank);
+            if !self.buf.is_empty() {
+                break;
+            }
             self.buf = Vec::new(); // an idle connection holds no buffer
             self.receive(None)?;
         }
@@ -265,16 +281,23 @@ impl Connection<'_> {
         let (head, body, whole) = self.read_request(deadline)?;
         let keep_open = whole && !head.close && !self.shared.stopping.load(Ordering::SeqCst);
         let framing = Framing { head_method: head.method == "HEAD", http10: head.http10, keep_open };
-        let request = Request::fake_http_from(self.peer, head.method, head.target, head.headers, body);
+        let mut headers = head.headers;
+        match head.body {
+            // The length declared, when the body was too large to read; else the bytes read.
+            Body::Length(length) if length > BODY_LIMIT => headers.push(("Content-Length".into(), length.to_string())),
+            Body::Length(0) => {}
+            _ => headers.push(("Content-Length".into(), body.len().to_string())),
+        }
+        let request = Request::fake_http_from(self.peer, head.method, head.target, headers, body);
         let response = self.run(Job { request, framing, deadline, answer: Arc::default() })?;
         self.write_all(&mut response.slices(), Instant::now() + self.shared.limits.request_timeout)?;
         Ok(keep_open)
     }
 
     /// Queues a request for the workers and waits for its response. A request still queued at
-    /// `deadline` is taken back and answered 503; one whose handler has not answered
-    /// `request_timeout` after that (a database that froze, say) is cut off, and its late
-    /// answer is dropped with its slot.
+    /// `deadline` is taken back and answered 503, and so is one whose handler has not answered
+    /// `request_timeout` after that (a database that froze, say): its late answer is dropped
+    /// with its slot.
     fn run(&self, job: Job) -> Result<Bytes, End> {
         let (answer, deadline) = (Arc::clone(&job.answer), job.deadline);
         let mut queue = lock(&self.shared.queue);
@@ -287,10 +310,7 @@ impl Connection<'_> {
         if answered.is_none() {
             let mut queue = lock(&self.shared.queue);
             match queue.jobs.iter().position(|job| Arc::ptr_eq(&job.answer, &answer)) {
-                Some(at) => {
-                    queue.jobs.remove(at);
-                    answered = Some(None);
-                }
+                Some(at) => answered = queue.jobs.remove(at).map(Err),
                 None => {
                     drop(queue); // a worker has it
                     answered = answer.wait(deadline + self.shared.limits.request_timeout);
@@ -298,12 +318,9 @@ impl Connection<'_> {
             }
         }
         match answered {
-            Some(Some(bytes)) => Ok(bytes),
-            Some(None) => {
-                let cause = "no worker free within REQUEST_TIMEOUT_SECONDS".to_owned();
-                Err(End::Refuse(ApiError::Unavailable(cause)))
-            }
-            None => Err(End::Cut("the handler did not answer in time".to_owned())),
+            Some(Ok(bytes)) => Ok(bytes),
+            Some(Err(job)) => Err(End::Late(Box::new(job))),
+            None => Err(End::Refuse(ApiError::Unavailable("the handler did not answer in time".to_owned()))),
         }
     }
 
@@ -323,7 +340,9 @@ impl Connection<'_> {
         self.buf.drain(..end);
         let mut body = Vec::new();
         let wanted = match head.body {
-            Body::Length(length) => length.min(BODY_LIMIT + 1),
+            // Too large: the handler answers 413 (after 404, 405 and 401) without reading it.
+            Body::Length(length) if length > BODY_LIMIT => 0,
+            Body::Length(length) => length,
             Body::Chunked => 1, // at least its last chunk
         };
         if head.expects_continue && self.buf.len() < wanted {
@@ -356,22 +375,24 @@ impl Connection<'_> {
         let idle_until = Instant::now() + self.shared.limits.idle_timeout;
         let mut chunk = [0u8; CHUNK];
         loop {
+            // Checked before every read, not only when one times out: a client that sends a
+            // byte at a time must not keep a request open for ever.
+            if deadline.is_some_and(|deadline| Instant::now() > deadline) {
+                let timeout = self.shared.limits.request_timeout;
+                return Err(End::Cut(format!("request not complete after {timeout:?}")));
+            }
             match (&self.stream).read(&mut chunk) {
                 Ok(0) => return Err(End::Quiet),
                 Ok(n) => {
                     self.buf.extend_from_slice(&chunk[..n]);
                     return Ok(());
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => match deadline {
-                    Some(deadline) if Instant::now() > deadline => {
-                        let timeout = self.shared.limits.request_timeout;
-                        return Err(End::Cut(format!("request not complete after {timeout:?}")));
-                    }
-                    None if Instant::now() > idle_until || self.shared.stopping.load(Ordering::SeqCst) => {
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
+                    let stopping = self.shared.stopping.load(Ordering::SeqCst);
+                    if deadline.is_none() && (Instant::now() > idle_until || stopping) {
                         return Err(End::Quiet);
                     }
-                    _ => {}
-                },
+                }
                 Err(e) if e.kind() == ErrorKind::Interrupted => {}
                 Err(e) => return Err(End::Gone(e)),
             }
@@ -399,11 +420,12 @@ impl Connection<'_> {
 }
 
 /// The transport's own answer to a request it will not pass on; the connection closes after it.
-fn refuse(stream: &TcpStream, error: &ApiError) {
-    let id = new_request_id();
+/// `given` is the request's `X-Request-Id`, when its head was read.
+fn refuse(stream: &TcpStream, error: &ApiError, given: Option<&str>, head_method: bool) {
+    let id = request_id(given);
     let response = error.to_response(&id).with_unique_header("X-Request-Id", id);
     let response = response.with_unique_header("X-Content-Type-Options", "nosniff");
-    let bytes = Bytes::of(response, Framing { head_method: false, http10: false, keep_open: false });
+    let bytes = Bytes::of(response, Framing { head_method, http10: false, keep_open: false });
     let _ = (&*stream).write_all(&[bytes.head, bytes.body].concat()); // the connection ends anyway
 }
 
@@ -498,17 +520,17 @@ struct Job {
     answer: Arc<Answer>,
 }
 
-/// Where a worker leaves one request's response for its connection: `Some(None)` when the
-/// request waited past its deadline and did not run.
+/// Where a worker leaves one request's response for its connection, or the request itself when
+/// it waited past its deadline and did not run.
 #[derive(Default)]
 struct Answer {
-    slot: Mutex<Option<Option<Bytes>>>,
+    slot: Mutex<Option<Result<Bytes, Job>>>,
     done: Condvar,
 }
 
 impl Answer {
     /// The answer once it is given, or `None` if `until` passes first.
-    fn wait(&self, until: Instant) -> Option<Option<Bytes>> {
+    fn wait(&self, until: Instant) -> Option<Result<Bytes, Job>> {
         let mut slot = lock(&self.slot);
         while slot.is_none() {
             let left = until.saturating_duration_since(Instant::now());
@@ -539,13 +561,16 @@ fn work(shared: &Shared) {
                 }
             }
         };
-        let run = || catch_unwind(AssertUnwindSafe(|| (shared.handler)(&job.request)));
-        let response = (Instant::now() <= job.deadline).then(|| {
+        let answer = Arc::clone(&job.answer);
+        let response = if Instant::now() > job.deadline {
+            Err(job) // back to its connection, which answers 503
+        } else {
+            let run = || catch_unwind(AssertUnwindSafe(|| (shared.handler)(&job.request)));
             let response = run().unwrap_or_else(|_| ApiError::Internal("handler panicked".to_owned()).to_response("-"));
-            Bytes::of(response, job.framing)
-        });
-        *lock(&job.answer.slot) = Some(response);
-        job.answer.done.notify_one();
+            Ok(Bytes::of(response, job.framing))
+        };
+        *lock(&answer.slot) = Some(response);
+        answer.done.notify_one();
     }
 }
 

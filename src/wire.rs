@@ -3,7 +3,8 @@
 //! transport, and imports none of them.
 //!
 //! Invariants a reviewer can check in this file alone:
-//! - a body is never read past `BODY_LIMIT` + 1 bytes (the transport never passes on more);
+//! - a body is never read past `BODY_LIMIT` + 1 bytes (the transport never passes on more, and
+//!   gives the length it declared when it read none of it);
 //! - a body is judged in the contract's order: size (413), emptiness, `Content-Type` (415),
 //!   then syntax (400).
 
@@ -29,8 +30,12 @@ pub fn json<T: Serialize>(status: u16, value: &T) -> Response {
     }
 }
 
-/// Reads a JSON body: `Ok(None)` when there are no body bytes at all.
+/// Reads a JSON body: `Ok(None)` when there are no body bytes at all. A body the transport did
+/// not read, being too large, is known by its `Content-Length`.
 pub fn read_json(request: &Request) -> Result<Option<serde_json::Value>, ApiError> {
+    if request.header("Content-Length").and_then(|v| v.parse::<usize>().ok()).is_some_and(|len| len > BODY_LIMIT) {
+        return Err(ApiError::PayloadTooLarge);
+    }
     let mut body = Vec::new();
     if let Some(data) = request.data() {
         data.take(BODY_LIMIT as u64 + 1).read_to_end(&mut body).map_err(|_| ApiError::InvalidJson)?;
@@ -76,8 +81,19 @@ pub fn percent_decode(raw: &str) -> Option<Vec<u8>> {
     Some(out)
 }
 
+/// The caller's `X-Request-Id` if it is 1 to 128 of `[A-Za-z0-9._-]`, else a new one.
+pub fn request_id(given: Option<&str>) -> String {
+    let valid = |id: &str| {
+        (1..=128).contains(&id.len()) && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"._-".contains(&b))
+    };
+    match given {
+        Some(id) if valid(id) => id.to_owned(),
+        _ => new_request_id(),
+    }
+}
+
 /// A fresh request id: 16 hex digits.
-pub fn new_request_id() -> String {
+fn new_request_id() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     // RandomState is seeded from the OS; hashing a counter gives unique, unguessable ids.
     let mut hasher = RandomState::new().build_hasher();

@@ -318,7 +318,7 @@ fn hop_by_hop_and_framing_fields_never_reach_a_handler() {
     let reply = client.response(false).unwrap();
     let names: Vec<String> =
         reply.json().as_array().unwrap().iter().map(|h| h[0].as_str().unwrap().to_owned()).collect();
-    assert_eq!(names, ["Host", "X-End-To-End"]);
+    assert_eq!(names, ["Host", "X-End-To-End", "Content-Length"], "the length is the transport's, of the body read");
 }
 
 #[test]
@@ -337,6 +337,40 @@ fn http_1_1_needs_exactly_one_host_and_targets_have_no_control_bytes() {
     }
     assert_eq!(raw(app.addr, b"GET /health HTTP/1.0\r\n\r\n").status, 200, "HTTP/1.0 may leave Host out");
     assert_eq!(raw(app.addr, b"GET /health HTTP/1.1\r\nHost:\r\nConnection: close\r\n\r\n").status, 200);
+}
+
+#[test]
+fn transfer_codings_other_than_a_final_chunked_are_refused_and_empty_lines_before_a_request_ignored() {
+    let app = spawn_app();
+    for (coding, status) in [("identity", 400), ("chunked, gzip", 400), ("gzip, chunked", 501)] {
+        let head = format!("POST /api/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: {coding}\r\n\r\n");
+        assert_eq!(raw(app.addr, head.as_bytes()).status, status, "{coding}");
+    }
+    let mut client = Client::connect(app.addr);
+    client.send(b"\r\n\r\nGET /health HTTP/1.1\r\nHost: x\r\n\r\n\r\n");
+    assert_eq!(client.response(false).unwrap().status, 200);
+    client.send(&request("GET", "/health", "", None));
+    assert_eq!(client.response(false).unwrap().status, 200, "a CRLF after a request is not the next one");
+}
+
+#[test]
+fn a_request_that_gets_no_worker_in_time_is_a_503_with_its_own_request_id() {
+    let app = spawn_app_with(&[("WORKERS", "1"), ("REQUEST_TIMEOUT_SECONDS", "1")], http::dispatch);
+    let mut lock = app.db.client();
+    lock.batch_execute("BEGIN; LOCK TABLE tasks IN ACCESS EXCLUSIVE MODE").unwrap();
+    let mut stuck = Client::connect(app.addr);
+    stuck.send(&request("GET", "/api/tasks", &bearer("u1"), None)); // holds the only worker
+    std::thread::sleep(Duration::from_millis(200));
+    let mut waiting = Client::connect(app.addr);
+    waiting.send(&request("HEAD", "/health", "X-Request-Id: mine-1\r\n", None));
+    let reply = waiting.response(true).unwrap();
+    assert_eq!((reply.status, reply.header("X-Request-Id")), (503, Some("mine-1")));
+    assert_eq!((reply.header("Retry-After"), reply.header("Connection")), (Some("1"), Some("close")));
+    let mut rest = Vec::new();
+    let _ = waiting.stream.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "no body for HEAD: {:?}", String::from_utf8_lossy(&rest));
+    lock.batch_execute("COMMIT").unwrap();
+    assert_eq!(stuck.response(false).unwrap().status, 200);
 }
 
 #[test]
