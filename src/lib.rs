@@ -44,8 +44,10 @@ pub struct Running {
 
 impl Running {
     /// Stops accepting and lets requests in flight finish (for up to `DRAIN_TIMEOUT`); the pool
-    /// closes with the last handler.
-    pub fn stop(self) {}
+    /// closes with the last handler. Dropping it does the same.
+    pub fn stop(self) {
+        drop(self);
+    }
 }
 
 impl Drop for Running {
@@ -76,9 +78,10 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
     };
     let listener = server::listen(&config.host, config.port)
         .map_err(|e| format!("cannot listen on {}:{} (HOST, PORT): {e}", config.host, config.port))?;
-    // Besides client connections: three per database connection (its socket, and its client's
-    // event loop), the listener, logs, and connections being closed.
-    let reserve = 3 * config.pool_size as usize + 64;
+    // Besides client connections: four per database connection (its socket, and its client's
+    // event loop: two epoll descriptors and an eventfd; counted), the listener, logs, and
+    // connections being closed.
+    let reserve = 4 * config.pool_size as usize + 64;
     let limits = Limits {
         max_connections: server::fit_open_files(config.max_connections, reserve),
         workers: config.workers,
