@@ -4,9 +4,10 @@
 #
 #   scripts/bench.sh
 #
-# BENCH_SECONDS (10) per run, BENCH_ROUNDS (3), BENCH_PORT (a free one). Server settings in the
-# environment pass through, e.g. `WORKERS=64 DB_POOL_SIZE=8 scripts/bench.sh`; otherwise the
-# server runs with its defaults.
+# BENCH_SECONDS (10) per run, BENCH_ROUNDS (3), BENCH_PORT (a free one), BENCH_BIN (another build
+# of the server to measure instead, e.g. an earlier commit's, against the same floor). Server
+# settings in the environment pass through, e.g. `WORKERS=64 DB_POOL_SIZE=8 scripts/bench.sh`;
+# otherwise the server runs with its defaults.
 # PostgreSQL: $PG_URL, else 127.0.0.1:5432, else a throwaway cluster under target/pg-bench
 # (scripts/pg.sh). Output: a Markdown table on stdout and target/bench/results.md;
 # raw wrk/pgbench outputs in target/bench/runs/, the server's log in target/bench/server.log.
@@ -87,7 +88,7 @@ say "starting the server on $BASE (it migrates todo_bench)"
 (
   cd "$OUT" && exec env -u RUST_LOG -u JWT_ISSUER -u JWT_AUDIENCE -u BETTER_AUTH_SECRET_PREVIOUS \
     DATABASE_URL="$DB_URL" DATABASE_MIGRATION_URL="$DB_URL" BETTER_AUTH_SECRET="$SECRET" \
-    HOST=127.0.0.1 PORT="$PORT" "$ROOT/target/release/todo-api"
+    HOST=127.0.0.1 PORT="$PORT" "${BENCH_BIN:-$ROOT/target/release/todo-api}"
 ) >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
 for _ in $(seq 300); do
