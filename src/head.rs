@@ -12,7 +12,7 @@
 //!   ending in `chunked` (400 otherwise; 501 for another coding before it), or one
 //!   `Content-Length` of digits, or no body; both, or either twice, is 400;
 //! - an HTTP/1.1 head has exactly one `Host`, an HTTP/1.0 head at most one; its value is a
-//!   URI host and port (400);
+//!   URI host and port (400); `Authorization` comes at most once (400);
 //! - handlers see no framing or hop-by-hop field: `Content-Length`, `Transfer-Encoding`,
 //!   `Expect`, `Connection` and every field it names, `Keep-Alive`, `Proxy-Connection`, `TE`,
 //!   `Trailer` and `Upgrade` stop here;
@@ -126,6 +126,13 @@ pub fn parse(head: &[u8]) -> Result<Head, ApiError> {
                 return Err(BAD_HEADER);
             }
         } else if !["keep-alive", "proxy-connection", "te", "trailer", "upgrade"].into_iter().any(is) {
+            // One user per request: a second `Authorization` could name another to a proxy
+            // that reads the last one.
+            if is("authorization")
+                && headers.iter().any(|(known, _): &(String, String)| known.eq_ignore_ascii_case("authorization"))
+            {
+                return Err(ApiError::BadRequest("Repeated Authorization header"));
+            }
             if is("host") {
                 hosts += 1;
                 if !value.iter().all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=:[]".contains(b)) {
@@ -331,6 +338,11 @@ mod tests {
             (b"GET / HTTP/1.1\r\nHost: x\r\nX: \x0ca\r\n\r\n", 400, "header line"),
             (b"GET / HTTP/1.1\r\nHost: x\r\n: x\r\n\r\n", 400, "header line"),
             (b"GET / HTTP/1.1\r\nHost: x\r\nConnection: a,b,c,d,e,f,g,h,i,j,k,l,m,n,o,p,q\r\n\r\n", 400, "header line"),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer a\r\nauthorization: Bearer b\r\n\r\n",
+                400,
+                "Authorization",
+            ),
         ];
         for (text, status, detail) in cases {
             let refused = head(text).err().unwrap_or_else(|| panic!("accepted {}", String::from_utf8_lossy(text)));

@@ -204,10 +204,10 @@ impl Drop for Counted {
 enum End {
     /// Quietly: the client closed it, stayed idle too long, or the server is stopping.
     Quiet,
-    /// With an error response: a request that cannot be read, or not answered in time.
+    /// With an error response: a request that cannot be read.
     Refuse(ApiError),
-    /// With a 503: a request that did not get a worker before its deadline.
-    Late(Box<Job>),
+    /// With a 503 under the request's own id: it got no worker, or no answer, in time.
+    Busy { id: String, head_method: bool, cause: &'static str },
     /// At once, logged: a request or response deadline passed.
     Cut(String),
     /// The socket failed (a reset, say): logged at debug only.
@@ -241,9 +241,8 @@ impl Connection<'_> {
             None => {}
             Some(End::Quiet) => return,
             Some(End::Refuse(error)) => refuse(&self.stream, &error, None, false),
-            Some(End::Late(job)) => {
-                let error = ApiError::Unavailable("no worker free within REQUEST_TIMEOUT_SECONDS".to_owned());
-                refuse(&self.stream, &error, job.request.header("X-Request-Id"), job.framing.head_method);
+            Some(End::Busy { id, head_method, cause }) => {
+                refuse(&self.stream, &ApiError::Unavailable(cause.to_owned()), Some(&id), head_method);
             }
             Some(End::Cut(why)) => return log::warn!("connection cut off: {why}"),
             Some(End::Gone(e)) => return log::debug!("connection ended: {e}"),
@@ -266,6 +265,7 @@ impl Connection<'_> {
 
     /// One request and its response; returns whether the connection stays open.
     fn exchange(&mut self) -> Result<bool, End> {
+        let idle_until = Instant::now() + self.shared.limits.idle_timeout;
         loop {
             // Empty lines before a request line are ignored (RFC 9112 §2.2): some clients end
             // a body with an extra CRLF.
@@ -275,13 +275,17 @@ impl Connection<'_> {
                 break;
             }
             self.buf = Vec::new(); // an idle connection holds no buffer
-            self.receive(None)?;
+            self.receive(idle_until, true)?; // blank lines do not restart the idle time
         }
         let deadline = Instant::now() + self.shared.limits.request_timeout;
         let (head, body, whole) = self.read_request(deadline)?;
         let keep_open = whole && !head.close && !self.shared.stopping.load(Ordering::SeqCst);
         let framing = Framing { head_method: head.method == "HEAD", http10: head.http10, keep_open };
+        // Every request has its id from here on: the caller's, if well formed, else a new one.
         let mut headers = head.headers;
+        let given = headers.iter().position(|(name, _)| name.eq_ignore_ascii_case("x-request-id"));
+        let id = request_id(given.map(|at| headers.remove(at).1).as_deref());
+        headers.push(("X-Request-Id".into(), id.clone()));
         match head.body {
             // The length declared, when the body was too large to read; else the bytes read.
             Body::Length(length) if length > BODY_LIMIT => headers.push(("Content-Length".into(), length.to_string())),
@@ -289,16 +293,19 @@ impl Connection<'_> {
             _ => headers.push(("Content-Length".into(), body.len().to_string())),
         }
         let request = Request::fake_http_from(self.peer, head.method, head.target, headers, body);
-        let response = self.run(Job { request, framing, deadline, answer: Arc::default() })?;
+        let job = Job { request, framing, deadline, answer: Arc::default() };
+        let busy = |cause| End::Busy { id, head_method: framing.head_method, cause };
+        let response = self.run(job).map_err(busy)?;
         self.write_all(&mut response.slices(), Instant::now() + self.shared.limits.request_timeout)?;
         Ok(keep_open)
     }
 
     /// Queues a request for the workers and waits for its response. A request still queued at
-    /// `deadline` is taken back and answered 503, and so is one whose handler has not answered
-    /// `request_timeout` after that (a database that froze, say): its late answer is dropped
-    /// with its slot.
-    fn run(&self, job: Job) -> Result<Bytes, End> {
+    /// `deadline` is taken back, and one whose handler has not answered `request_timeout` after
+    /// that (a database that froze, say) is given up, its late answer dropped with its slot:
+    /// both are answered 503, for the reason returned.
+    fn run(&self, job: Job) -> Result<Bytes, &'static str> {
+        const NO_WORKER: &str = "no worker free within REQUEST_TIMEOUT_SECONDS";
         let (answer, deadline) = (Arc::clone(&job.answer), job.deadline);
         let mut queue = lock(&self.shared.queue);
         queue.jobs.push_back(job);
@@ -306,21 +313,18 @@ impl Connection<'_> {
             self.shared.queued.notify_one();
         }
         drop(queue);
-        let mut answered = answer.wait(deadline);
-        if answered.is_none() {
-            let mut queue = lock(&self.shared.queue);
-            match queue.jobs.iter().position(|job| Arc::ptr_eq(&job.answer, &answer)) {
-                Some(at) => answered = queue.jobs.remove(at).map(Err),
-                None => {
-                    drop(queue); // a worker has it
-                    answered = answer.wait(deadline + self.shared.limits.request_timeout);
-                }
-            }
+        if let Some(answered) = answer.wait(deadline) {
+            return answered.ok_or(NO_WORKER);
         }
-        match answered {
-            Some(Ok(bytes)) => Ok(bytes),
-            Some(Err(job)) => Err(End::Late(Box::new(job))),
-            None => Err(End::Refuse(ApiError::Unavailable("the handler did not answer in time".to_owned()))),
+        let mut queue = lock(&self.shared.queue);
+        if let Some(at) = queue.jobs.iter().position(|job| Arc::ptr_eq(&job.answer, &answer)) {
+            queue.jobs.remove(at);
+            return Err(NO_WORKER);
+        }
+        drop(queue); // a worker has it
+        match answer.wait(deadline + self.shared.limits.request_timeout) {
+            Some(answered) => answered.ok_or(NO_WORKER),
+            None => Err("the handler did not answer in time"),
         }
     }
 
@@ -334,7 +338,7 @@ impl Connection<'_> {
                 break end;
             }
             scanned = self.buf.len();
-            self.receive(Some(deadline))?;
+            self.receive(deadline, false)?;
         };
         let head = head::parse(&self.buf[..end]).map_err(End::Refuse)?;
         self.buf.drain(..end);
@@ -356,11 +360,11 @@ impl Connection<'_> {
                 if decoder.is_done() || body.len() > BODY_LIMIT {
                     break decoder.is_done();
                 }
-                self.receive(Some(deadline))?;
+                self.receive(deadline, false)?;
             }
         } else {
             while self.buf.len() < wanted {
-                self.receive(Some(deadline))?;
+                self.receive(deadline, false)?;
             }
             body.extend(self.buf.drain(..wanted));
             head.body == Body::Length(wanted)
@@ -369,17 +373,21 @@ impl Connection<'_> {
         Ok((head, body, whole))
     }
 
-    /// Reads what the client sends next into `buf`: within a request until `deadline`, between
-    /// requests (no deadline) until the idle timeout passes or the server stops.
-    fn receive(&mut self, deadline: Option<Instant>) -> Result<(), End> {
-        let idle_until = Instant::now() + self.shared.limits.idle_timeout;
+    /// Reads what the client sends next into `buf`, by `deadline`: a request's (it is cut off
+    /// then), or between requests the idle one (the connection closes quietly then, or when the
+    /// server stops).
+    fn receive(&mut self, deadline: Instant, idle: bool) -> Result<(), End> {
         let mut chunk = [0u8; CHUNK];
         loop {
             // Checked before every read, not only when one times out: a client that sends a
-            // byte at a time must not keep a request open for ever.
-            if deadline.is_some_and(|deadline| Instant::now() > deadline) {
+            // byte at a time must not keep a request, or an idle connection, open for ever.
+            if Instant::now() > deadline || (idle && self.shared.stopping.load(Ordering::SeqCst)) {
                 let timeout = self.shared.limits.request_timeout;
-                return Err(End::Cut(format!("request not complete after {timeout:?}")));
+                return Err(if idle {
+                    End::Quiet
+                } else {
+                    End::Cut(format!("request not complete after {timeout:?}"))
+                });
             }
             match (&self.stream).read(&mut chunk) {
                 Ok(0) => return Err(End::Quiet),
@@ -387,13 +395,7 @@ impl Connection<'_> {
                     self.buf.extend_from_slice(&chunk[..n]);
                     return Ok(());
                 }
-                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {
-                    let stopping = self.shared.stopping.load(Ordering::SeqCst);
-                    if deadline.is_none() && (Instant::now() > idle_until || stopping) {
-                        return Err(End::Quiet);
-                    }
-                }
-                Err(e) if e.kind() == ErrorKind::Interrupted => {}
+                Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut | ErrorKind::Interrupted) => {}
                 Err(e) => return Err(End::Gone(e)),
             }
         }
@@ -520,17 +522,17 @@ struct Job {
     answer: Arc<Answer>,
 }
 
-/// Where a worker leaves one request's response for its connection, or the request itself when
-/// it waited past its deadline and did not run.
+/// Where a worker leaves one request's response for its connection: `Some(None)` when the
+/// request waited past its deadline and did not run.
 #[derive(Default)]
 struct Answer {
-    slot: Mutex<Option<Result<Bytes, Job>>>,
+    slot: Mutex<Option<Option<Bytes>>>,
     done: Condvar,
 }
 
 impl Answer {
     /// The answer once it is given, or `None` if `until` passes first.
-    fn wait(&self, until: Instant) -> Option<Result<Bytes, Job>> {
+    fn wait(&self, until: Instant) -> Option<Option<Bytes>> {
         let mut slot = lock(&self.slot);
         while slot.is_none() {
             let left = until.saturating_duration_since(Instant::now());
@@ -561,16 +563,13 @@ fn work(shared: &Shared) {
                 }
             }
         };
-        let answer = Arc::clone(&job.answer);
-        let response = if Instant::now() > job.deadline {
-            Err(job) // back to its connection, which answers 503
-        } else {
+        let response = (Instant::now() <= job.deadline).then(|| {
             let run = || catch_unwind(AssertUnwindSafe(|| (shared.handler)(&job.request)));
             let response = run().unwrap_or_else(|_| ApiError::Internal("handler panicked".to_owned()).to_response("-"));
-            Ok(Bytes::of(response, job.framing))
-        };
-        *lock(&answer.slot) = Some(response);
-        answer.done.notify_one();
+            Bytes::of(response, job.framing)
+        });
+        *lock(&job.answer.slot) = Some(response);
+        job.answer.done.notify_one();
     }
 }
 

@@ -82,6 +82,15 @@ fn a_slow_request_is_cut_off_and_an_idle_connection_closed() {
     let (_, closed) = read_until_closed(&mut trickle, Duration::from_secs(1));
     assert!(closed && started.elapsed() < Duration::from_secs(3), "cut off after {:?}", started.elapsed());
 
+    // Empty lines are not requests: a client sending only them is idle, and closed as such.
+    let mut blank = TcpStream::connect(app.addr).unwrap();
+    let started = Instant::now();
+    while blank.write_all(b"\r\n").is_ok() && started.elapsed() < Duration::from_secs(4) {
+        std::thread::sleep(Duration::from_millis(300));
+    }
+    let (_, closed) = read_until_closed(&mut blank, Duration::from_secs(1));
+    assert!(closed && started.elapsed() < Duration::from_secs(3), "idle for {:?}", started.elapsed());
+
     let mut idle = TcpStream::connect(app.addr).unwrap();
     idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
     let (response, closed) = read_until_closed(&mut idle, Duration::from_secs(3));
