@@ -71,25 +71,26 @@ fn a_slow_request_is_cut_off_and_an_idle_connection_closed() {
     let (_, closed) = read_until_closed(&mut slow, Duration::from_secs(3));
     assert!(closed, "a head still incomplete after the request timeout is cut off");
 
+    // Sends `first`, then `drip` every `every` ms until the connection closes (at most 4 s);
+    // whether it closed, and when.
+    let drip = |first: &[u8], drip: &[u8], every: u64| {
+        let mut stream = TcpStream::connect(app.addr).unwrap();
+        stream.write_all(first).unwrap();
+        let started = Instant::now();
+        while stream.write_all(drip).is_ok() && started.elapsed() < Duration::from_secs(4) {
+            std::thread::sleep(Duration::from_millis(every));
+        }
+        let (_, closed) = read_until_closed(&mut stream, Duration::from_secs(1));
+        (closed, started.elapsed())
+    };
     // A request that keeps trickling in (a chunked body's trailer lines, a byte every 200 ms)
     // is cut off at the same deadline.
-    let mut trickle = TcpStream::connect(app.addr).unwrap();
-    trickle.write_all(b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n").unwrap();
-    let started = Instant::now();
-    while trickle.write_all(b"a").is_ok() && started.elapsed() < Duration::from_secs(4) {
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let (_, closed) = read_until_closed(&mut trickle, Duration::from_secs(1));
-    assert!(closed && started.elapsed() < Duration::from_secs(3), "cut off after {:?}", started.elapsed());
-
+    let chunked = b"POST /api/tasks HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n";
+    let (closed, after) = drip(chunked, b"a", 200);
+    assert!(closed && after < Duration::from_secs(3), "cut off after {after:?}");
     // Empty lines are not requests: a client sending only them is idle, and closed as such.
-    let mut blank = TcpStream::connect(app.addr).unwrap();
-    let started = Instant::now();
-    while blank.write_all(b"\r\n").is_ok() && started.elapsed() < Duration::from_secs(4) {
-        std::thread::sleep(Duration::from_millis(300));
-    }
-    let (_, closed) = read_until_closed(&mut blank, Duration::from_secs(1));
-    assert!(closed && started.elapsed() < Duration::from_secs(3), "idle for {:?}", started.elapsed());
+    let (closed, after) = drip(b"", b"\r\n", 300);
+    assert!(closed && after < Duration::from_secs(3), "idle for {after:?}");
 
     let mut idle = TcpStream::connect(app.addr).unwrap();
     idle.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
