@@ -1,33 +1,44 @@
 //! Bearer-token authentication: the only code that turns an `Authorization`
 //! header into a [`UserId`].
 //!
-//! Tokens are compact JWTs signed with HMAC-SHA256 (`HS256`) under a shared
-//! secret; during a rotation the previous secret is accepted too.
+//! Tokens are compact JWTs: signed with HMAC-SHA256 (`HS256`) under a shared
+//! secret (during a rotation the previous secret is accepted too), or, when a
+//! JWKS is configured, with one of the asymmetric keys Better Auth publishes
+//! (`EdDSA`, `ES256`, `RS256`, `PS256`; the keys and their checks are in
+//! `jwks.rs`).
 //!
 //! Invariants that can be checked in this file alone:
 //!
 //! 1. A [`UserId`] is built in one place only (`user_id`), the last step of
-//!    `Verifier::check_claims`, after the MAC and every time, issuer and
+//!    `Verifier::check_claims`, after the signature and every time, issuer and
 //!    audience check have passed. Its field is private: no other module can
 //!    forge one.
-//! 2. Nothing in the token is parsed as JSON before its MAC has been verified.
-//!    Before that, the token is only measured (at most 8192 bytes), split into
-//!    exactly three non-empty segments and base64url-decoded strictly (no
-//!    padding, no `+` `/` or whitespace, no non-zero trailing bits, so each
-//!    token has exactly one accepted spelling).
-//! 3. The MAC is HMAC-SHA256 over the ASCII `header.payload` text, compared in
+//! 2. No claim is parsed before the signature has been verified. Before that,
+//!    the token is only measured (at most 8192 bytes), split into exactly three
+//!    non-empty segments and base64url-decoded strictly (no padding, no `+` `/`
+//!    or whitespace, no non-zero trailing bits, so each token has exactly one
+//!    accepted spelling). Without a JWKS, not even the header is parsed before
+//!    the MAC; with one, a header other than the two common HS256 spellings is
+//!    parsed first, for `alg` and `kid` only.
+//! 3. The algorithm comes from the server, never from the token alone: `HS256`
+//!    is only ever checked as an HMAC under the configured secrets (never
+//!    against a public key, whatever its bytes), and the other four only
+//!    against the published key whose `kid` the token names, which must allow
+//!    that algorithm by its type and its own `alg`. Any other `alg`, and any
+//!    `crit`, is refused; `jku`, `x5u`, `jwk` and the like are never read.
+//! 4. The MAC is HMAC-SHA256 over the ASCII `header.payload` text, compared in
 //!    constant time by `Mac::verify_slice`, first with the current key and then
 //!    with the previous one. Signature bytes are never compared with `==`.
-//! 4. The header must say `"alg": "HS256"` exactly and must have no `crit`.
 //! 5. Claims: `exp` is required; `exp`, `nbf` and `iat` must be JSON numbers
 //!    in `[0, 253402300799]` (up to 9999-12-31T23:59:59Z; fractions allowed).
 //!    With leeway `L`: expired when `now >= exp + L`, not yet valid when
 //!    `now + L < nbf` or `iat > now + L`. A non-finite `now` fails closed
 //!    (as `Expired`).
 //!    `iss` and `aud` are checked only when configured, and ignored otherwise.
-//! 6. The user id is the first claim PRESENT among `sub`, `user_id`, `id`. It
-//!    must be a non-empty string of at most 255 bytes, without U+0000; a present but invalid
-//!    claim is rejected and never falls through to the next name.
+//! 6. The user id is the first claim PRESENT among `sub`, `user_id`, `id`,
+//!    `user.id`, `session.userId`. It must be a non-empty string of at most 255
+//!    bytes, without U+0000; a present but invalid claim is rejected and never
+//!    falls through to the next name.
 //! 7. Every failure is one [`AuthError`] whose reason is a fixed string. Only
 //!    the kind is logged, at `debug` level. The token and the keys are never
 //!    logged or echoed, and `Verifier`'s `Debug` redacts the keys.
@@ -39,6 +50,7 @@
 //! skipped without being kept.
 
 use std::fmt;
+use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -47,6 +59,8 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, Deserializer};
 use serde_json::Value;
 use sha2::Sha256;
+
+use crate::jwks::{Alg, Jwks};
 
 type HmacSha256 = Hmac<Sha256>;
 
@@ -69,6 +83,8 @@ struct Header {
     alg: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     crit: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    kid: Option<Value>,
 }
 
 /// The claims the verifier reads, present (`Some`, even when `null`) or absent.
@@ -91,6 +107,11 @@ struct Claims {
     user_id: Option<Value>,
     #[serde(default, deserialize_with = "present")]
     id: Option<Value>,
+    /// Better Auth's cookie-cache payload: `user.id`, then `session.userId`.
+    #[serde(default, deserialize_with = "present")]
+    user: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    session: Option<Value>,
 }
 
 /// A member that is there, whatever its value (`null` included).
@@ -118,10 +139,14 @@ pub enum AuthError {
     Malformed,
     /// The token is longer than [`MAX_TOKEN_LEN`] bytes; it was not decoded.
     TooLong,
-    /// The header's `alg` is not exactly `HS256`, or it has a `crit` member.
+    /// The header's `alg` is not one accepted here (`HS256` with a secret, the four
+    /// asymmetric ones with a JWKS and a key of their type), or it has a `crit` member.
     UnsupportedHeader,
-    /// The MAC matches neither the current nor the previous key.
+    /// The signature segment is not canonical base64url, or the signature is
+    /// not the key's: the MAC matches neither secret, or the public key refuses it.
     BadSignature,
+    /// The token names a `kid` the JWKS has no key for (after one refetch at most).
+    UnknownKey,
     /// `now >= exp + leeway`.
     Expired,
     /// `now + leeway < nbf`, or `iat > now + leeway`.
@@ -143,7 +168,8 @@ impl AuthError {
             Self::Malformed => "malformed token",
             Self::TooLong => "token too long",
             Self::UnsupportedHeader => "unsupported token algorithm or header",
-            Self::BadSignature => "invalid signature",
+            Self::BadSignature => "invalid token signature",
+            Self::UnknownKey => "unknown token signing key",
             Self::Expired => "token expired",
             Self::NotYetValid => "token not yet valid",
             Self::WrongIssuer => "wrong token issuer",
@@ -171,8 +197,10 @@ impl std::error::Error for AuthError {}
 /// Verifies bearer tokens. Build it once at start-up and share it.
 pub struct Verifier {
     /// HMAC states already keyed: the current secret first, then the previous
-    /// one. Each verification clones one, so keying is paid only once.
+    /// one. Each verification clones one, so keying is paid only once. Empty:
+    /// no HS256 token is accepted.
     keys: Vec<HmacSha256>,
+    jwks: Option<Arc<Jwks>>,
     leeway: f64,
     issuer: Option<String>,
     audience: Option<String>,
@@ -182,6 +210,7 @@ impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
             .field("keys", &format_args!("<{} redacted>", self.keys.len()))
+            .field("jwks", &self.jwks)
             .field("leeway", &self.leeway)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
@@ -190,9 +219,9 @@ impl fmt::Debug for Verifier {
 }
 
 impl Verifier {
-    /// `secret` signs and verifies tokens; `previous`, when set, still
-    /// verifies them during a rotation. Key length and a sane leeway are
-    /// checked by the config module.
+    /// `secret` signs and verifies HS256 tokens (an empty one: none are
+    /// accepted); `previous`, when set, still verifies them during a rotation.
+    /// Key length and a sane leeway are checked by the config module.
     pub fn new(
         secret: &[u8],
         previous: Option<&[u8]>,
@@ -202,9 +231,22 @@ impl Verifier {
     ) -> Verifier {
         // HMAC takes keys of any length, so `new_from_slice` cannot fail; if it
         // ever did, the key would be left out and its tokens rejected.
-        let keys =
-            std::iter::once(secret).chain(previous).filter_map(|key| HmacSha256::new_from_slice(key).ok()).collect();
-        Verifier { keys, leeway: leeway_seconds as f64, issuer, audience }
+        let keys = std::iter::once(secret)
+            .chain(previous)
+            .filter(|key| !key.is_empty())
+            .filter_map(|key| HmacSha256::new_from_slice(key).ok())
+            .collect();
+        Verifier { keys, jwks: None, leeway: leeway_seconds as f64, issuer, audience }
+    }
+
+    /// Also accepts the asymmetric tokens whose keys `jwks` publishes.
+    pub fn with_jwks(self, jwks: Arc<Jwks>) -> Verifier {
+        Verifier { jwks: Some(jwks), ..self }
+    }
+
+    /// The key set, when one is configured.
+    pub fn jwks(&self) -> Option<&Jwks> {
+        self.jwks.as_deref()
     }
 
     /// Parses the Authorization header value (None = header absent) and verifies the token.
@@ -231,25 +273,57 @@ impl Verifier {
             false => Some(decode_segment(header_b64)?),
         };
         let payload = decode_segment(payload_b64)?;
-        let signature = decode_segment(signature_b64)?;
+        let signature = decode_segment(signature_b64)
+            .map_err(|e| if signature_b64.is_empty() { e } else { AuthError::BadSignature })?;
 
-        // 2. Authenticate the exact bytes that were signed, in constant time.
-        let authentic = self.keys.iter().any(|key| {
-            let mac = key.clone().chain_update(signing_input.as_bytes());
-            mac.verify_slice(&signature).is_ok()
-        });
-        if !authentic {
-            return Err(AuthError::BadSignature);
-        }
-
-        // 3. Only now interpret the header and the claims.
-        if let Some(header) = header {
-            let header: Header = parse_object(&header)?;
-            if header.alg.as_ref().and_then(Value::as_str) != Some("HS256") || header.crit.is_some() {
-                return Err(AuthError::UnsupportedHeader);
+        // 2. Authenticate the exact bytes that were signed.
+        match (&self.jwks, header) {
+            // With a JWKS, an uncommon header names the algorithm and the key.
+            (Some(jwks), Some(header)) => {
+                let header: Header = parse_object(&header)?;
+                let alg = header.alg.as_ref().and_then(Value::as_str).ok_or(AuthError::UnsupportedHeader)?;
+                if header.crit.is_some() {
+                    return Err(AuthError::UnsupportedHeader);
+                }
+                if alg == "HS256" {
+                    self.check_mac(signing_input, &signature)?;
+                } else {
+                    let alg = Alg::parse(alg).ok_or(AuthError::UnsupportedHeader)?;
+                    let kid = header.kid.as_ref().and_then(Value::as_str).ok_or(AuthError::UnknownKey)?;
+                    let key = jwks.key(kid).ok_or(AuthError::UnknownKey)?;
+                    if !key.allows(alg) {
+                        return Err(AuthError::UnsupportedHeader);
+                    }
+                    if !key.verifies(alg, signing_input.as_bytes(), &signature) {
+                        return Err(AuthError::BadSignature);
+                    }
+                }
+            }
+            // Otherwise HS256, and nothing is parsed before the MAC.
+            (_, header) => {
+                self.check_mac(signing_input, &signature)?;
+                if let Some(header) = header {
+                    let header: Header = parse_object(&header)?;
+                    if header.alg.as_ref().and_then(Value::as_str) != Some("HS256") || header.crit.is_some() {
+                        return Err(AuthError::UnsupportedHeader);
+                    }
+                }
             }
         }
+        // 3. Only now interpret the claims.
         self.check_claims(parse_object(&payload)?, now)
+    }
+
+    /// HMAC-SHA256 under the current secret, then the previous one, in constant time.
+    fn check_mac(&self, signing_input: &str, signature: &[u8]) -> Result<(), AuthError> {
+        if self.keys.is_empty() {
+            return Err(AuthError::UnsupportedHeader); // no secret: HS256 is not accepted
+        }
+        let authentic = self.keys.iter().any(|key| {
+            let mac = key.clone().chain_update(signing_input.as_bytes());
+            mac.verify_slice(signature).is_ok()
+        });
+        if authentic { Ok(()) } else { Err(AuthError::BadSignature) }
     }
 
     fn check_claims(&self, claims: Claims, now: f64) -> Result<UserId, AuthError> {
@@ -331,13 +405,20 @@ fn audience_contains(aud: Option<&Value>, expected: &str) -> bool {
     }
 }
 
-/// The first claim present among `sub`, `user_id`, `id` names the user. It must be
-/// a non-empty string of at most [`MAX_USER_ID_LEN`] bytes, without U+0000
-/// (which PostgreSQL text cannot hold). A present but
-/// invalid claim (`""`, `null`, a number, too long) is rejected rather than
-/// skipped, so a token cannot pick which claim is used by spoiling one.
+/// The first claim present among `sub`, `user_id`, `id`, `user.id` and
+/// `session.userId` names the user. It must be a non-empty string of at most
+/// [`MAX_USER_ID_LEN`] bytes, without U+0000 (which PostgreSQL text cannot hold).
+/// A present but invalid claim (`""`, `null`, a number, too long) is rejected
+/// rather than skipped, so a token cannot pick which claim is used by spoiling one.
 fn user_id(claims: Claims) -> Result<UserId, AuthError> {
-    match claims.sub.or(claims.user_id).or(claims.id) {
+    let member = |object: Option<Value>, name: &str| match object {
+        Some(Value::Object(mut members)) => members.remove(name),
+        _ => None,
+    };
+    let named = (claims.sub.or(claims.user_id).or(claims.id))
+        .or_else(|| member(claims.user, "id"))
+        .or_else(|| member(claims.session, "userId"));
+    match named {
         Some(Value::String(id)) if !id.is_empty() && id.len() <= MAX_USER_ID_LEN && !id.contains('\0') => {
             Ok(UserId(id))
         }
@@ -471,9 +552,11 @@ mod tests {
             ("uppercase scheme", &v, header(&format!("BEARER {good}")), ok("alice")),
             ("tab separator", &v, header(&format!("Bearer\t{good}")), Err(Malformed)),
             ("leading space", &v, header(&format!(" Bearer {good}")), Err(Malformed)),
-            ("trailing space", &v, header(&format!("Bearer {good} ")), Err(Malformed)),
-            ("trailing newline", &v, header(&format!("Bearer {good}\n")), Err(Malformed)),
-            ("second word", &v, header(&format!("Bearer {good} x")), Err(Malformed)),
+            // Whatever follows the token is part of its signature segment, which is then not
+            // base64url: read as a signature failure.
+            ("trailing space", &v, header(&format!("Bearer {good} ")), Err(BadSignature)),
+            ("trailing newline", &v, header(&format!("Bearer {good}\n")), Err(BadSignature)),
+            ("second word", &v, header(&format!("Bearer {good} x")), Err(BadSignature)),
             ("two tokens", &v, header(&format!("Bearer {good},{good}")), Err(Malformed)),
             // Segments.
             ("only dots", &v, b(".."), Err(Malformed)),
@@ -485,14 +568,14 @@ mod tests {
             ("empty payload, signed", &v, raw(h64, ""), Err(Malformed)),
             ("double dot", &v, b(&format!("{h64}..{p64}.{s64}")), Err(Malformed)),
             // Base64url strictness: nothing but the canonical spelling.
-            ("padded signature", &v, b(&format!("{good}=")), Err(Malformed)),
+            ("padded signature", &v, b(&format!("{good}=")), Err(BadSignature)),
             ("padded payload, signed", &v, raw(h64, &format!("{p64}=")), Err(Malformed)),
             ("standard alphabet, signed", &v, raw(h64, &std_b64), Err(Malformed)),
-            ("'+' in signature", &v, b(&format!("{h64}.{p64}.+{}", &s64[1..])), Err(Malformed)),
-            ("'/' in signature", &v, b(&format!("{h64}.{p64}./{}", &s64[1..])), Err(Malformed)),
+            ("'+' in signature", &v, b(&format!("{h64}.{p64}.+{}", &s64[1..])), Err(BadSignature)),
+            ("'/' in signature", &v, b(&format!("{h64}.{p64}./{}", &s64[1..])), Err(BadSignature)),
             ("space in payload", &v, b(&format!("{h64}.{} {}.{s64}", &p64[..8], &p64[8..])), Err(Malformed)),
-            ("newline in signature", &v, b(&format!("{h64}.{p64}.{}\n{}", &s64[..8], &s64[8..])), Err(Malformed)),
-            ("signature trailing bits", &v, b(&format!("{h64}.{p64}.{}", with_trailing_bits_set(s64))), Err(Malformed)),
+            ("newline in signature", &v, b(&format!("{h64}.{p64}.{}\n{}", &s64[..8], &s64[8..])), Err(BadSignature)),
+            ("signature trailing bits", &v, b(&format!("{h64}.{p64}.{}", with_trailing_bits_set(s64))), Err(BadSignature)),
             ("payload trailing bits, signed", &v, raw(h64, &with_trailing_bits_set(&odd_b64)), Err(Malformed)),
             ("the same payload, canonical", &v, raw(h64, &odd_b64), ok("alice")),
             // JSON shape, signed with the right key.
@@ -605,6 +688,15 @@ mod tests {
             ("sub empty, no fallback", &v, c(r#"{"sub":"","id":"i1","exp":1700003600}"#), Err(BadClaims)),
             ("user_id number, no fallback", &v, c(r#"{"user_id":7,"id":"i1","exp":1700003600}"#), Err(BadClaims)),
             ("id number", &v, c(r#"{"id":7,"exp":1700003600}"#), Err(BadClaims)),
+            // Better Auth's cookie-cache payload: user.id, then session.userId.
+            ("user.id", &v, c(r#"{"user":{"id":"u7","email":"a@b"},"session":{"userId":"s7"},"exp":1700003600}"#), ok("u7")),
+            ("session.userId", &v, c(r#"{"session":{"userId":"s7","token":"t"},"exp":1700003600}"#), ok("s7")),
+            ("user without id, session.userId", &v, c(r#"{"user":{"name":"x"},"session":{"userId":"s7"},"exp":1700003600}"#), ok("s7")),
+            ("user not an object", &v, c(r#"{"user":"u7","session":{"userId":"s7"},"exp":1700003600}"#), ok("s7")),
+            ("id before user.id", &v, c(r#"{"id":"i1","user":{"id":"u7"},"exp":1700003600}"#), ok("i1")),
+            ("user.id null, no fallback", &v, c(r#"{"user":{"id":null},"session":{"userId":"s7"},"exp":1700003600}"#), Err(BadClaims)),
+            ("user.id empty, no fallback", &v, c(r#"{"user":{"id":""},"session":{"userId":"s7"},"exp":1700003600}"#), Err(BadClaims)),
+            ("session.userId number", &v, c(r#"{"session":{"userId":7},"exp":1700003600}"#), Err(BadClaims)),
             // Size.
             ("exactly 8192 bytes", &v, b(&token_of_len(MAX_TOKEN_LEN)), ok("alice")),
             ("8193 bytes", &v, b(&token_of_len(MAX_TOKEN_LEN + 1)), Err(TooLong)),
@@ -626,6 +718,115 @@ mod tests {
         assert!(cases.len() >= 40);
         for (name, verifier, authorization, expected) in cases {
             let got = verifier.authenticate(authorization.as_deref(), NOW);
+            assert_eq!(got.map(|id| id.as_str().to_owned()), expected, "case {name:?}");
+        }
+    }
+
+    /// Asymmetric tokens, with a JWKS: the key comes from the set by `kid`, the algorithm must
+    /// be one its type (and its own `alg`) allows, and nothing in the header can change that.
+    #[test]
+    #[rustfmt::skip]
+    fn hostile_asymmetric_tokens() {
+        use crate::jwks::test_keys::{TestKey, set};
+        use AuthError::*;
+        use serde_json::json;
+        let (ed, ec, rsa) = (TestKey::ed25519("ed"), TestKey::p256("ec"), TestKey::rsa("rsa", 2048));
+        let impostor = TestKey::ed25519("ed"); // the same kid, another key
+        let small = TestKey::rsa("small", 1024);
+        let mut rs256_only = rsa.jwk();
+        rs256_only["kid"] = json!("rs256-only");
+        rs256_only["alg"] = json!("RS256");
+        let mut encryption = ed.jwk();
+        encryption["kid"] = json!("enc");
+        encryption["use"] = json!("enc");
+        let mut p384 = ec.jwk();
+        p384["kid"] = json!("p384");
+        p384["crv"] = json!("P-384");
+        let mut off_curve = ec.jwk();
+        off_curve["kid"] = json!("off-curve");
+        off_curve["y"] = off_curve["x"].clone();
+        let keys = set(&[ed.jwk(), ec.jwk(), rsa.jwk(), small.jwk(), rs256_only, encryption, p384, off_curve]);
+        let both = Verifier::new(SECRET, None, 30, None, None).with_jwks(Arc::clone(&keys));
+        let jwks_only = Verifier::new(&[], None, 30, None, None).with_jwks(Arc::clone(&keys));
+        let hs_only = Verifier::new(SECRET, None, 30, None, None);
+
+        let header = |alg: &str, kid: &str| format!(r#"{{"alg":"{alg}","kid":"{kid}"}}"#);
+        let token = |key: &TestKey, alg: &str, kid: &str| key.token(alg, &header(alg, kid), &alice(""));
+        let resigned = |token: &str, signature: &[u8]| format!("{}.{}", token.rsplit_once('.').unwrap().0, b64(signature));
+        let ok = |id: &str| Ok(id.to_owned());
+        // An ES256 signature in DER, and with S replaced by n - S (its twin, also valid).
+        let es256 = token(&ec, "ES256", "ec");
+        let raw = URL_SAFE_NO_PAD.decode(es256.rsplit_once('.').unwrap().1).unwrap();
+        let (r, s) = (openssl::bn::BigNum::from_slice(&raw[..32]).unwrap(), openssl::bn::BigNum::from_slice(&raw[32..]).unwrap());
+        let group = openssl::ec::EcGroup::from_curve_name(openssl::nid::Nid::X9_62_PRIME256V1).unwrap();
+        let (mut n, mut high) = (openssl::bn::BigNum::new().unwrap(), openssl::bn::BigNum::new().unwrap());
+        group.order(&mut n, &mut openssl::bn::BigNumContext::new().unwrap()).unwrap();
+        high.checked_sub(&n, &s).unwrap();
+        let der = openssl::ecdsa::EcdsaSig::from_private_components(r.to_owned().unwrap(), s.to_owned().unwrap()).unwrap().to_der().unwrap();
+        let high_s = [r.to_vec_padded(32).unwrap(), high.to_vec_padded(32).unwrap()].concat();
+        // HS256 tokens whose secret is the public key, as bytes, PEM or JWK text.
+        let confused = |secret: &[u8]| sign(&header("HS256", "ed"), &alice(""), secret);
+        let ed_raw = URL_SAFE_NO_PAD.decode(ed.jwk()["x"].as_str().unwrap()).unwrap();
+
+        type Case<'a> = (&'a str, &'a Verifier, String, Result<String, AuthError>);
+        let cases: Vec<Case> = vec![
+            ("EdDSA", &both, token(&ed, "EdDSA", "ed"), ok("alice")),
+            ("ES256", &both, es256.clone(), ok("alice")),
+            ("RS256", &both, token(&rsa, "RS256", "rsa"), ok("alice")),
+            ("PS256", &both, token(&rsa, "PS256", "rsa"), ok("alice")),
+            ("EdDSA, no secret", &jwks_only, token(&ed, "EdDSA", "ed"), ok("alice")),
+            ("EdDSA with typ", &both, ed.token("EdDSA", r#"{"alg":"EdDSA","kid":"ed","typ":"JWT"}"#, &alice("")), ok("alice")),
+            ("HS256 beside a JWKS", &both, sign(HS256, &alice(""), SECRET), ok("alice")),
+            ("HS256 with a kid", &both, sign(&header("HS256", "ed"), &alice(""), SECRET), ok("alice")),
+            ("HS256, no secret", &jwks_only, sign(HS256, &alice(""), SECRET), Err(UnsupportedHeader)),
+            ("HS256 with a kid, no secret", &jwks_only, sign(&header("HS256", "ed"), &alice(""), SECRET), Err(UnsupportedHeader)),
+            // Algorithm confusion: HS256 is an HMAC under our secret only.
+            ("HS256 keyed with the public key's bytes", &both, confused(&ed_raw), Err(BadSignature)),
+            ("HS256 keyed with its PEM", &both, confused(&ed.public_pem()), Err(BadSignature)),
+            ("HS256 keyed with its JWK", &both, confused(ed.jwk().to_string().as_bytes()), Err(BadSignature)),
+            ("HS256 keyed with its JWK, no secret", &jwks_only, confused(ed.jwk().to_string().as_bytes()), Err(UnsupportedHeader)),
+            ("alg none", &both, resigned(&token(&ed, "EdDSA", "ed"), b"x").replace(&b64(header("EdDSA", "ed")), &b64(header("none", "ed"))), Err(UnsupportedHeader)),
+            ("alg HS512", &both, sign(&header("HS512", "ed"), &alice(""), SECRET), Err(UnsupportedHeader)),
+            ("alg ES512", &both, token(&ec, "ES256", "ec").replace(&b64(header("ES256", "ec")), &b64(header("ES512", "ec"))), Err(UnsupportedHeader)),
+            ("alg eddsa", &both, ed.token("EdDSA", &header("eddsa", "ed"), &alice("")), Err(UnsupportedHeader)),
+            ("crit", &both, ed.token("EdDSA", r#"{"alg":"EdDSA","kid":"ed","crit":["x"]}"#, &alice("")), Err(UnsupportedHeader)),
+            ("two algs", &both, ed.token("EdDSA", r#"{"alg":"HS256","alg":"EdDSA","kid":"ed"}"#, &alice("")), Err(Malformed)),
+            // The key.
+            ("unknown kid", &both, token(&ed, "EdDSA", "nobody"), Err(UnknownKey)),
+            ("no kid", &both, ed.token("EdDSA", r#"{"alg":"EdDSA"}"#, &alice("")), Err(UnknownKey)),
+            ("kid a number", &both, ed.token("EdDSA", r#"{"alg":"EdDSA","kid":7}"#, &alice("")), Err(UnknownKey)),
+            ("ES256 naming the Ed25519 key", &both, token(&ec, "ES256", "ed"), Err(UnsupportedHeader)),
+            ("EdDSA naming the RSA key", &both, token(&ed, "EdDSA", "rsa"), Err(UnsupportedHeader)),
+            ("RS256 naming the P-256 key", &both, token(&rsa, "RS256", "ec"), Err(UnsupportedHeader)),
+            ("PS256 for a key published for RS256", &both, token(&rsa, "PS256", "rs256-only"), Err(UnsupportedHeader)),
+            ("RS256 for a key published for RS256", &both, token(&rsa, "RS256", "rs256-only"), ok("alice")),
+            ("a key for encryption", &both, token(&ed, "EdDSA", "enc"), Err(UnknownKey)),
+            ("a P-384 key", &both, token(&ec, "ES256", "p384"), Err(UnknownKey)),
+            ("a point off the curve", &both, token(&ec, "ES256", "off-curve"), Err(UnknownKey)),
+            ("an RSA key of 1024 bits", &both, token(&small, "RS256", "small"), Err(UnknownKey)),
+            ("another key under the kid", &both, token(&impostor, "EdDSA", "ed"), Err(BadSignature)),
+            ("a jwk in the header", &both, impostor.token("EdDSA", &format!(r#"{{"alg":"EdDSA","kid":"ed","jwk":{}}}"#, impostor.jwk()), &alice("")), Err(BadSignature)),
+            ("jku and x5u in the header", &both, impostor.token("EdDSA", r#"{"alg":"EdDSA","kid":"ed","jku":"https://evil/jwks","x5u":"https://evil/c"}"#, &alice("")), Err(BadSignature)),
+            ("jku, unknown kid", &both, impostor.token("EdDSA", r#"{"alg":"EdDSA","kid":"evil","jku":"https://evil/jwks"}"#, &alice("")), Err(UnknownKey)),
+            // The signature.
+            ("ES256 in DER", &both, resigned(&es256, &der), Err(BadSignature)),
+            // Signers leave S in either half of the order: the twin is the same token.
+            ("ES256 with the other S", &both, resigned(&es256, &high_s), ok("alice")),
+            ("ES256 cut to 63 bytes", &both, resigned(&es256, &raw[..63]), Err(BadSignature)),
+            ("ES256 plus a byte", &both, resigned(&es256, &[&raw[..], &[0]].concat()), Err(BadSignature)),
+            ("PS256 header on an RS256 signature", &both, resigned(&token(&rsa, "PS256", "rsa"), &rsa.sign("RS256", format!("{}.{}", b64(header("PS256", "rsa")), b64(alice(""))).as_bytes())), Err(BadSignature)),
+            ("EdDSA signature cut", &both, { let t = token(&ed, "EdDSA", "ed"); let sig = URL_SAFE_NO_PAD.decode(t.rsplit_once('.').unwrap().1).unwrap(); resigned(&t, &sig[..63]) }, Err(BadSignature)),
+            ("tampered payload", &both, { let t = token(&ed, "EdDSA", "ed"); let (h, _, s) = segments(&t); format!("{h}.{}.{s}", b64(r#"{"sub":"admin","exp":4102444800}"#)) }, Err(BadSignature)),
+            ("signature not base64url", &both, format!("{}!", token(&ed, "EdDSA", "ed")), Err(BadSignature)),
+            ("EdDSA without a JWKS", &hs_only, token(&ed, "EdDSA", "ed"), Err(BadSignature)),
+            // Claims, as for HS256.
+            ("EdDSA expired", &both, ed.token("EdDSA", &header("EdDSA", "ed"), r#"{"sub":"alice","exp":1}"#), Err(Expired)),
+            ("EdDSA not yet valid", &both, ed.token("EdDSA", &header("EdDSA", "ed"), &alice(r#","nbf":1800000000"#)), Err(NotYetValid)),
+            ("EdDSA without a user", &both, ed.token("EdDSA", &header("EdDSA", "ed"), r#"{"exp":1700003600}"#), Err(BadClaims)),
+            ("EdDSA, Better Auth payload", &both, ed.token("EdDSA", &header("EdDSA", "ed"), r#"{"id":"u1","name":"Ada","sub":"u1","exp":1700003600,"iss":"http://localhost:3000","aud":"http://localhost:3000"}"#), ok("u1")),
+        ];
+        for (name, verifier, token, expected) in cases {
+            let got = verifier.verify(&token, NOW);
             assert_eq!(got.map(|id| id.as_str().to_owned()), expected, "case {name:?}");
         }
     }
@@ -746,6 +947,7 @@ mod tests {
             TooLong,
             UnsupportedHeader,
             BadSignature,
+            UnknownKey,
             Expired,
             NotYetValid,
             WrongIssuer,

@@ -10,6 +10,8 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
+use crate::jwks::Endpoint;
+
 /// The JWT secret must be at least this long (RFC 7518 §3.2: a key as long as the hash).
 pub const MIN_SECRET_BYTES: usize = 32;
 
@@ -36,8 +38,12 @@ pub struct Config {
     pub database: postgres::Config,
     /// Where migrations run; the same database as `database`, but may bypass a pooler.
     pub migration_database: postgres::Config,
-    pub secret: Secret,
+    /// The HS256 secret; optional when `JWKS_URL` is set (then asymmetric tokens only).
+    pub secret: Option<Secret>,
     pub secret_previous: Option<Secret>,
+    /// Better Auth's JWKS (`JWKS_URL`), and how often it is fetched again.
+    pub jwks: Option<Endpoint>,
+    pub jwks_refresh: Duration,
     pub host: String,
     pub port: u16,
     pub cors: Cors,
@@ -88,7 +94,16 @@ impl Config {
         let database = database_url(&get, "DATABASE_URL")?.ok_or_else(|| missing("DATABASE_URL"))?;
         let migration_database = database_url(&get, "DATABASE_MIGRATION_URL")?.unwrap_or_else(|| database.clone());
         let secret_previous = secret(&get, "BETTER_AUTH_SECRET_PREVIOUS")?;
-        let secret = secret(&get, "BETTER_AUTH_SECRET")?.ok_or_else(|| missing("BETTER_AUTH_SECRET"))?;
+        let jwks = get("JWKS_URL")
+            .map(|url| Endpoint::parse(&url).map_err(|problem| invalid("JWKS_URL", problem)))
+            .transpose()?;
+        let secret = secret(&get, "BETTER_AUTH_SECRET")?;
+        if secret.is_none() && jwks.is_none() {
+            return Err(ConfigError {
+                variable: "BETTER_AUTH_SECRET",
+                problem: "is required (or JWKS_URL)".to_owned(),
+            });
+        }
         let cors = match get("CORS_ORIGINS").as_deref().map(str::trim) {
             None => Cors::Origins(vec!["http://localhost:3000".to_owned()]),
             Some("*") => Cors::Any,
@@ -99,6 +114,8 @@ impl Config {
             migration_database,
             secret,
             secret_previous,
+            jwks,
+            jwks_refresh: Duration::from_secs(number(&get, "JWKS_REFRESH_SECONDS", 300, 10..=86_400)?),
             host: get("HOST").unwrap_or_else(|| "127.0.0.1".to_owned()),
             port: number(&get, "PORT", 8000, 0..=65535)?,
             cors,
@@ -260,6 +277,7 @@ mod tests {
             ("DB_POOL_TIMEOUT_MS", "-1", "DB_POOL_TIMEOUT_MS"),
             ("WORKERS", "many", "WORKERS"),
             ("DB_PREPARED_STATEMENTS", "yes", "DB_PREPARED_STATEMENTS"),
+            ("JWKS_REFRESH_SECONDS", "5", "JWKS_REFRESH_SECONDS"),
             ("JWT_LEEWAY_SECONDS", "1.5", "JWT_LEEWAY_SECONDS"),
             ("CORS_ORIGINS", "localhost:3000", "CORS_ORIGINS"),
             ("JWT_ISSUER", "", "JWT_ISSUER"),
@@ -275,10 +293,41 @@ mod tests {
 
     #[test]
     fn required_variables_are_named_when_missing() {
-        for name in ["DATABASE_URL", "BETTER_AUTH_SECRET"] {
+        let mut vars = minimal();
+        vars.retain(|(k, _)| *k != "DATABASE_URL");
+        assert_eq!(config(&vars).unwrap_err(), missing("DATABASE_URL"));
+        let mut vars = minimal();
+        vars.retain(|(k, _)| *k != "BETTER_AUTH_SECRET");
+        assert_eq!(config(&vars).unwrap_err().variable, "BETTER_AUTH_SECRET");
+        vars.push(("JWKS_URL", "https://auth.example.com/api/auth/jwks"));
+        let jwks_only = config(&vars).unwrap();
+        assert_eq!((jwks_only.secret, jwks_only.jwks_refresh), (None, Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn jwks_urls_are_https_or_loopback_http() {
+        for ok in [
+            "https://auth.example.com/api/auth/jwks",
+            "https://auth.example.com:8443/jwks?x=1",
+            "http://localhost:3000/api/auth/jwks",
+            "http://127.0.0.1:3000/api/auth/jwks",
+            "http://[::1]:3000/jwks",
+        ] {
+            assert!(Endpoint::parse(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "http://auth.example.com/api/auth/jwks",
+            "http://10.0.0.1/jwks",
+            "ftp://auth.example.com/jwks",
+            "auth.example.com/jwks",
+            "https:///jwks",
+            "https://user@auth.example.com/jwks",
+            "https://auth.example.com:99999/jwks",
+            "https://auth.example.com/a b",
+        ] {
             let mut vars = minimal();
-            vars.retain(|(k, _)| *k != name);
-            assert_eq!(config(&vars).unwrap_err(), missing(name));
+            vars.push(("JWKS_URL", bad));
+            assert_eq!(config(&vars).unwrap_err().variable, "JWKS_URL", "{bad}");
         }
     }
 

@@ -1,4 +1,5 @@
-//! `/health` (liveness, no database) and `/health/ready` (the database answers within 2 s).
+//! `/health` (liveness, no database) and `/health/ready` (the database answers within 2 s,
+//! and, with `JWKS_URL`, Better Auth's keys have been fetched).
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -20,11 +21,14 @@ pub struct Status {
     status: &'static str,
     #[serde(skip_serializing_if = "Option::is_none")]
     database: Option<&'static str>,
+    /// With `JWKS_URL`: whether its keys have been fetched.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jwks: Option<&'static str>,
 }
 
 impl Status {
     pub fn ok() -> Status {
-        Status { status: "ok", database: None }
+        Status { status: "ok", database: None, jwks: None }
     }
 }
 
@@ -49,13 +53,15 @@ pub fn ready(app: &App) -> Result<Response, ApiError> {
         Ok(_) => answer.recv_timeout(READY_TIMEOUT).unwrap_or_else(|_| Err("no answer within 2 s".to_owned())),
         Err(e) => Err(format!("cannot start the check: {e}")),
     };
-    Ok(match answered {
-        Ok(()) => json(200, &Status { status: "ok", database: Some("ok") }),
-        Err(cause) => {
-            log::warn!("readiness check failed: {cause}");
-            json(503, &Status { status: "unavailable", database: Some("unreachable") })
-                .with_unique_header("Retry-After", "1")
-        }
+    if let Err(cause) = &answered {
+        log::warn!("readiness check failed: {cause}");
+    }
+    let jwks = app.verifier.jwks().map(|jwks| if jwks.is_ready() { "ok" } else { "unavailable" });
+    let database = if answered.is_ok() { "ok" } else { "unreachable" };
+    Ok(match (database, jwks) {
+        ("ok", None | Some("ok")) => json(200, &Status { status: "ok", database: Some(database), jwks }),
+        _ => json(503, &Status { status: "unavailable", database: Some(database), jwks })
+            .with_unique_header("Retry-After", "1"),
     })
 }
 

@@ -12,6 +12,7 @@ pub mod error;
 pub mod head;
 pub mod health;
 pub mod http;
+pub mod jwks;
 pub mod server;
 pub mod tasks;
 pub mod wire;
@@ -21,6 +22,7 @@ use std::time::Duration;
 
 use crate::auth::Verifier;
 use crate::config::{Config, Cors};
+use crate::jwks::Jwks;
 use crate::server::{Limits, Server};
 
 /// How long a stop waits for open connections to finish their requests.
@@ -67,13 +69,19 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
 
     let app = App {
         pool: db::pool(config)?,
-        verifier: Verifier::new(
-            &config.secret.0,
-            config.secret_previous.as_ref().map(|secret| secret.0.as_slice()),
-            config.jwt_leeway_seconds,
-            config.jwt_issuer.clone(),
-            config.jwt_audience.clone(),
-        ),
+        verifier: {
+            let verifier = Verifier::new(
+                config.secret.as_ref().map_or(&[][..], |secret| &secret.0),
+                config.secret_previous.as_ref().map(|secret| secret.0.as_slice()),
+                config.jwt_leeway_seconds,
+                config.jwt_issuer.clone(),
+                config.jwt_audience.clone(),
+            );
+            match &config.jwks {
+                Some(endpoint) => verifier.with_jwks(Jwks::start(endpoint.clone(), config.jwks_refresh)),
+                None => verifier,
+            }
+        },
         cors: config.cors.clone(),
     };
     let listener = server::listen(&config.host, config.port)
