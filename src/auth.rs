@@ -908,27 +908,32 @@ mod tests {
         assert_eq!(other.verify(TOKEN, 1_300_819_000.0), Err(AuthError::BadSignature));
     }
 
-    /// Tokens signed by `jose` (Node) and `PyJWT`; regenerate with scripts/jwt-fixtures.sh.
+    /// Tokens signed by `jose` (Node; HS256 as a Next.js route signs them, and as Better Auth's
+    /// jwt() plugin signs with EdDSA, ES256, RS256, PS256) and `PyJWT`, beside the JWKS that
+    /// publishes the plugin's keys; regenerate with scripts/jwt-fixtures.sh.
     #[test]
     fn accepts_tokens_from_jose_and_pyjwt() {
         let fixtures: Value = serde_json::from_str(include_str!("../tests/fixtures/jwt.json")).unwrap();
         let secret = fixtures["secret"].as_str().unwrap().as_bytes();
+        let jwks = Arc::new(Jwks::fixed(fixtures["jwks"].to_string().as_bytes()).unwrap());
         let now = fixtures["generated_at"].as_f64().unwrap() + 60.0;
         let tokens = fixtures["tokens"].as_array().unwrap();
-        assert!(tokens.len() >= 6);
+        assert!(tokens.len() >= 16);
         let user = |result: Result<UserId, AuthError>| result.map(|id| id.as_str().to_owned());
+        let verifier =
+            |issuer, audience| Verifier::new(secret, None, 30, issuer, audience).with_jwks(Arc::clone(&jwks));
         for fixture in tokens {
             let label = fixture["label"].as_str().unwrap();
             let token = fixture["token"].as_str().unwrap();
             let expected = Ok(fixture["user_id"].as_str().unwrap().to_owned());
-            let v = Verifier::new(secret, None, 30, None, None);
+            let v = verifier(None, None);
             assert_eq!(user(v.verify(token, now)), expected, "{label}");
             let issuer = fixture["issuer"].as_str().map(String::from);
             let audience = fixture["audience"].as_str().map(String::from);
             if issuer.is_some() || audience.is_some() {
-                let strict = Verifier::new(secret, None, 30, issuer, audience);
+                let strict = verifier(issuer, audience);
                 assert_eq!(user(strict.verify(token, now)), expected, "{label}, iss/aud");
-                let other = Verifier::new(secret, None, 30, None, Some("other".into()));
+                let other = verifier(None, Some("other".into()));
                 assert_eq!(other.verify(token, now), Err(AuthError::WrongAudience), "{label}");
             }
             let later = 4_102_444_831.0; // past their exp (2100-01-01, +0.5 at most) + leeway
