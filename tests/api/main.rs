@@ -6,5 +6,6 @@ mod common;
 mod connections;
 mod faults;
 mod foundation;
+mod jwks;
 mod outage;
 mod tasks;
