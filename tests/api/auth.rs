@@ -105,8 +105,12 @@ fn tokens_signed_by_jose_and_pyjwt_are_accepted() {
     let fixtures: Value = serde_json::from_str(include_str!("../fixtures/jwt.json")).unwrap();
     let secret = fixtures["secret"].as_str().unwrap();
     let app = spawn_app_with(&[("BETTER_AUTH_SECRET", secret)], todo_api::http::dispatch);
-    let tokens = fixtures["tokens"].as_array().unwrap();
-    assert!(tokens.len() >= 4);
+    // Those signed with the secret; the asymmetric ones go through a JWKS in jwks.rs.
+    let hs256 = |fixture: &&Value| {
+        fixture["label"].as_str().is_some_and(|label| !label.contains("S256") && !label.contains("EdDSA"))
+    };
+    let tokens: Vec<&Value> = fixtures["tokens"].as_array().unwrap().iter().filter(hs256).collect();
+    assert!(tokens.len() >= 8);
     for fixture in tokens {
         let (label, user) = (fixture["label"].as_str().unwrap(), fixture["user_id"].as_str().unwrap());
         let reply = app
