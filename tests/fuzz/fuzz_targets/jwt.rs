@@ -21,15 +21,19 @@
 //! - a token that is accepted is at most `MAX_TOKEN_LEN` bytes, its signature is the
 //!   HMAC-SHA256 of its `header.payload` text under one of the verifier's keys, its header
 //!   says `alg: HS256` without `crit`, it has not expired, its issuer and audience are the
-//!   configured ones, and the user id returned is its first `sub` / `user_id` / `id` claim;
+//!   configured ones, and the user id returned is its first `sub` / `user_id` / `id` /
+//!   `user.id` / `session.userId` claim;
 //! - a token that is not signed with a key of the verifier is never accepted, and is
-//!   rejected for its length, its encoding or its signature only (nothing is parsed before
-//!   the MAC);
-//! - `authenticate(Some("Bearer <t>"))` answers exactly as `verify(t)`.
+//!   rejected for its length, its encoding or its signature only (without a JWKS, nothing
+//!   is parsed before the MAC);
+//! - `authenticate(Some("Bearer <t>"))` answers exactly as `verify(t)`;
+//! - with a JWKS beside the secret (Better Auth's public keys, whose private halves this
+//!   target does not have), the same holds: nothing but an HMAC under the secret is accepted,
+//!   whatever `alg`, `kid`, `jwk` or `jku` the header names.
 #![no_main]
 
 use std::collections::BTreeMap;
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -39,6 +43,7 @@ use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 use sha2::Sha256;
 use todo_api::auth::{AuthError, MAX_TOKEN_LEN, MAX_USER_ID_LEN, UserId, Verifier};
+use todo_api::jwks::Jwks;
 
 const SECRET: &[u8] = b"fuzz-current-secret-0123456789abcdef0123";
 const PREVIOUS: &[u8] = b"fuzz-previous-secret-0123456789abcdef012";
@@ -49,6 +54,8 @@ const LEEWAY: u64 = 30;
 const ISSUER: &str = "https://app.example.com";
 const AUDIENCE: &str = "todo-api";
 const DEFAULT_HEADER: &[u8] = br#"{"alg":"HS256","typ":"JWT"}"#;
+/// The token fixtures; their `jwks` member is Better Auth's public keys (Ed25519, P-256, RSA).
+const FIXTURES: &str = include_str!("../../fixtures/jwt.json");
 
 /// A verifier and what it was configured with, for the oracle.
 struct Case {
@@ -59,6 +66,13 @@ struct Case {
 }
 
 impl Case {
+    fn with_jwks(mut self) -> Case {
+        let fixtures: Value = serde_json::from_str(FIXTURES).expect("the fixtures are JSON");
+        let jwks = Jwks::fixed(fixtures["jwks"].to_string().as_bytes()).expect("the JWKS parses");
+        self.verifier = self.verifier.with_jwks(Arc::new(jwks));
+        self
+    }
+
     fn new(
         keys: &'static [&'static [u8]],
         issuer: Option<&'static str>,
@@ -85,6 +99,8 @@ static PLAIN: LazyLock<Case> = LazyLock::new(|| Case::new(&[SECRET], None, None)
 /// During a rotation, with an issuer and an audience configured.
 static STRICT: LazyLock<Case> =
     LazyLock::new(|| Case::new(&[SECRET, PREVIOUS], Some(ISSUER), Some(AUDIENCE)));
+/// Current secret and Better Auth's public keys.
+static KEYED: LazyLock<Case> = LazyLock::new(|| Case::new(&[SECRET], None, None).with_jwks());
 
 fn mac(key: &[u8], input: &[u8]) -> Vec<u8> {
     let mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
@@ -144,10 +160,13 @@ fn assert_sound(case: &Case, token: &str, user: &UserId) {
         };
         assert!(listed, "accepted a token for another audience");
     }
+    let member = |object: Option<&Value>, name: &str| object?.as_object()?.get(name).cloned();
     let id = ["sub", "user_id", "id"]
         .iter()
-        .find_map(|name| claims.get(*name))
-        .and_then(Value::as_str);
+        .find_map(|name| claims.get(*name).cloned())
+        .or_else(|| member(claims.get("user"), "id"))
+        .or_else(|| member(claims.get("session"), "userId"));
+    let id = id.as_ref().and_then(Value::as_str);
     assert_eq!(id, Some(user.as_str()), "user id is not the token's claim");
     assert!(!user.as_str().is_empty() && user.as_str().len() <= MAX_USER_ID_LEN);
 }
@@ -180,7 +199,7 @@ fn authenticate(case: &Case, header: &str) {
 
 fn raw(data: &[u8]) {
     let text = String::from_utf8_lossy(data);
-    for case in [&*PLAIN, &*STRICT] {
+    for case in [&*PLAIN, &*STRICT, &*KEYED] {
         let _ = verify(case, &text);
         authenticate(case, &text);
     }
@@ -215,7 +234,7 @@ fn structured(data: &[u8]) {
     };
     let token = format!("{input}.{}", URL_SAFE_NO_PAD.encode(&signature));
 
-    for case in [&*PLAIN, &*STRICT] {
+    for case in [&*PLAIN, &*STRICT, &*KEYED] {
         let result = verify(case, &token);
         // Signed with one of the verifier's keys, by chance or on purpose?
         let signed = case
@@ -226,6 +245,9 @@ fn structured(data: &[u8]) {
             assert_eq!(result, Err(AuthError::TooLong));
         } else if header.is_empty() || payload.is_empty() || signature.is_empty() {
             assert_eq!(result, Err(AuthError::Malformed));
+        } else if !signed && case.verifier.jwks().is_some() {
+            // The header is read first to find the key: any refusal will do.
+            assert!(result.is_err(), "accepted a token not signed with the secret");
         } else if !signed {
             assert_eq!(result, Err(AuthError::BadSignature));
         } else {
