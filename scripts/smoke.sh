@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Smoke test of a running deployment: health, then the whole life of one task under a throwaway
-# user, then one 401 and one 403. Prints one line per step and stops at the first surprise,
+# Smoke test of a running deployment: health, then the whole life of one recurring task under a
+# throwaway user (its fields, a tag filter, its reminder, its next occurrence), then one 401 and
+# one 403. Prints one line per step and stops at the first surprise,
 # showing the response body of the failing step.
 #
 #   BETTER_AUTH_SECRET=<the server's secret> scripts/smoke.sh https://api.example.com
 #
 # Needs only bash, curl, openssl and coreutils. The tokens it mints (HS256, valid 5 minutes) are
-# for a user `smoke-<random hex>`; the task it creates is deleted again. The user's row in the
+# for a user `smoke-<random hex>`; the tasks it creates are deleted again. The user's row in the
 # `users` table stays (the API has no way to remove it).
 set -euo pipefail
 
@@ -22,13 +23,16 @@ base=${1%/}
 
 tmp=$(mktemp -d)
 task_id=
+next_id=
 deleted=
 cleanup() {
-  # A run that stopped half way removes the task it created, if it can.
-  if [ -n "$task_id" ] && [ -z "$deleted" ]; then
+  # A run that stopped half way removes the tasks it created, if it can.
+  local id
+  for id in $task_id $next_id; do
+    [ -n "$deleted" ] && break
     curl -sS -o /dev/null --max-time 10 -X DELETE -H "Authorization: Bearer $token" \
-      "$base/api/tasks/$task_id" 2>/dev/null || true
-  fi
+      "$base/api/tasks/$id" 2>/dev/null || true
+  done
   rm -rf "$tmp"
 }
 trap cleanup EXIT
@@ -119,7 +123,8 @@ pass
 
 title="smoke test $run_id"
 call create POST /api/tasks "${auth[@]}" "${json[@]}" \
-  --data-binary "{\"title\":\"$title\",\"description\":\"created by scripts/smoke.sh\"}"
+  --data-binary "{\"title\":\"$title\",\"description\":\"created by scripts/smoke.sh\",\"priority\":\"high\",
+\"tags\":[\" Smoke \"],\"due_date\":\"2030-01-07\",\"remind_at\":\"2020-01-01T00:00:00Z\",\"recurrence\":\"weekly\"}"
 expect_status 201
 expect_header Location
 task_id=$(sed -n 's/.*"id":\([0-9][0-9]*\).*/\1/p' "$body" | head -n 1)
@@ -129,6 +134,8 @@ case $(header Location) in
   *) fail "Location $(header Location) does not name task $task_id" ;;
 esac
 expect_body "\"title\":\"$title\""
+expect_body '"priority":"high","tags":["smoke"],"due_date":"2030-01-07T00:00:00.000000Z"'
+expect_body '"recurrence":"weekly"'
 pass
 
 call get GET "/api/tasks/$task_id" "${auth[@]}"
@@ -142,6 +149,18 @@ expect_header X-Total-Count 1
 expect_body "\"id\":$task_id,"
 pass
 
+call filter GET "/api/tasks?tag=smoke&priority=high&sort=due_date" "${auth[@]}"
+expect_status 200
+expect_header X-Total-Count 1
+expect_body "\"id\":$task_id,"
+pass
+
+call reminders GET /api/tasks/reminders "${auth[@]}"
+expect_status 200
+expect_header X-Total-Count 1
+expect_body "\"id\":$task_id,"
+pass
+
 new_title="$title renamed"
 call update PUT "/api/tasks/$task_id" "${auth[@]}" "${json[@]}" \
   --data-binary "{\"title\":\"$new_title\"}"
@@ -149,12 +168,23 @@ expect_status 200
 expect_body "\"title\":\"$new_title\""
 pass
 
-call toggle PATCH "/api/tasks/$task_id/complete" "${auth[@]}"
+call complete PATCH "/api/tasks/$task_id/complete" "${auth[@]}"
 expect_status 200
 expect_body '"completed":true'
+next_id=$(header Link | sed -n 's|^</api/tasks/\([0-9][0-9]*\)>; rel="next-occurrence"$|\1|p')
+[ -n "$next_id" ] || fail "no Link to the next occurrence: $(header Link)"
+pass
+
+call next GET "/api/tasks/$next_id" "${auth[@]}"
+expect_status 200
+expect_body '"completed":false,"priority":"high","tags":["smoke"],"due_date":"2030-01-14T00:00:00.000000Z"'
 pass
 
 call delete DELETE "/api/tasks/$task_id" "${auth[@]}"
+expect_status 204
+pass
+
+call delete-next DELETE "/api/tasks/$next_id" "${auth[@]}"
 expect_status 204
 deleted=1
 pass

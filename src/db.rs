@@ -36,38 +36,63 @@ macro_rules! sql {
 pub const READY: Sql = sql!("ready.sql");
 pub const INSERT_TASK: Sql = sql!("tasks/insert.sql");
 pub const GET_TASK: Sql = sql!("tasks/get.sql");
-pub const COUNT_TASKS: Sql = sql!("tasks/count.sql");
+pub const UPDATE_TASK: Sql = sql!("tasks/update.sql");
+pub const DELETE_TASK: Sql = sql!("tasks/delete.sql");
+pub const REMINDERS: Sql = sql!("tasks/reminders.sql");
 
-/// `sql/tasks/list.sql`, then one of the orders a list is sorted in, then the page ($4, $5).
+/// A list statement: `sql/tasks/matching.sql` as the CTE `matching` (inlined where it is
+/// used, so the count and the page are each planned on their own), with `$tags` appended to
+/// it; then `sql/tasks/list.sql`, one of the orders a list is sorted in, and the page.
 macro_rules! list {
-    ($order:literal) => {
+    ($name:literal, $tags:literal, $order:literal) => {
         Sql {
-            file: concat!("tasks/list.sql ORDER BY ", $order),
-            text: concat!(include_str!("../sql/tasks/list.sql"), "ORDER BY ", $order, "\nLIMIT $4 OFFSET $5"),
+            file: concat!("tasks/list.sql", $name, " ORDER BY ", $order),
+            text: concat!(
+                "WITH matching AS NOT MATERIALIZED (\n",
+                include_str!("../sql/tasks/matching.sql"),
+                $tags,
+                ")\n",
+                include_str!("../sql/tasks/list.sql"),
+                "ORDER BY ",
+                $order,
+                "\nLIMIT $10 OFFSET $11"
+            ),
         }
     };
 }
 
-/// The list statement for each `(sort, descending)`. One statement per order rather than a
-/// `CASE` per key in one `ORDER BY`: prepared, such a statement's generic plan sorts every
-/// row of the user's; each of these reads its page from an index in order.
-pub const LIST_TASKS: [(&str, bool, Sql); 6] = [
-    ("created", false, list!("created_at, id")),
-    ("created", true, list!("created_at DESC, id DESC")),
-    ("updated", false, list!("updated_at, id")),
-    ("updated", true, list!("updated_at DESC, id DESC")),
-    ("title", false, list!("title, id")),
-    ("title", true, list!("title DESC, id DESC")),
+/// The two list statements of a sort: without a tag filter, and with one, where `tags @> $9`
+/// stands alone so that the plan can take it to the index tasks_user_tags.
+macro_rules! sort {
+    ($sort:literal, $descending:literal, $order:literal) => {
+        ($sort, $descending, list!("", "", $order), list!(" (tagged)", "  AND tags @> $9\n", $order))
+    };
+}
+
+/// The list statements for each `(sort, descending)`: one per order rather than a `CASE` per
+/// key in one `ORDER BY`, because, prepared, such a statement's generic plan sorts every row
+/// of the user's; each of these reads its page from an index in order (but `due_date`
+/// descending, which has no index: README, "Tasks").
+pub const LIST_TASKS: [(&str, bool, Sql, Sql); 10] = [
+    sort!("created", false, "created_at, id"),
+    sort!("created", true, "created_at DESC, id DESC"),
+    sort!("updated", false, "updated_at, id"),
+    sort!("updated", true, "updated_at DESC, id DESC"),
+    sort!("title", false, "title, id"),
+    sort!("title", true, "title DESC, id DESC"),
+    // `matching.priority`, the enum, in its declared order: a bare `priority` would be the
+    // output column, its text.
+    sort!("priority", false, "matching.priority, id"),
+    sort!("priority", true, "matching.priority DESC, id DESC"),
+    sort!("due_date", false, "due_date, id"),
+    sort!("due_date", true, "due_date DESC NULLS LAST, id DESC"),
 ];
-pub const UPDATE_TASK: Sql = sql!("tasks/update.sql");
-pub const COMPLETE_TASK: Sql = sql!("tasks/complete.sql");
-pub const DELETE_TASK: Sql = sql!("tasks/delete.sql");
 
 /// Every statement the handlers run but the lists; start-up prepares each one, and the lists.
-pub const ALL: &[Sql] = &[READY, INSERT_TASK, GET_TASK, COUNT_TASKS, UPDATE_TASK, COMPLETE_TASK, DELETE_TASK];
+pub const ALL: &[Sql] = &[READY, INSERT_TASK, GET_TASK, UPDATE_TASK, DELETE_TASK, REMINDERS];
 
 /// Schema migrations, applied in this order.
-pub const MIGRATIONS: &[Sql] = &[sql!("migrations/0001_init.sql")];
+pub const MIGRATIONS: &[Sql] = &[sql!("migrations/0001_init.sql"), sql!("migrations/0002_task_fields.sql")];
 
 /// Key of the advisory lock that serialises migrations across instances ("todo-api" in ASCII).
 const MIGRATION_LOCK: i64 = 0x746f_646f_2d61_7069;
@@ -276,7 +301,10 @@ fn pooled(config: &postgres::Config, tls: &MakeTlsConnector) -> Result<bool, pos
 /// Applies the migrations not yet applied, all in one transaction under an advisory lock,
 /// so that several instances starting at once apply each file exactly once.
 pub fn migrate(client: &mut Client) -> Result<(), String> {
-    let fail = |what: &str, e: postgres::Error| format!("migration failed: {what}: {e}");
+    let fail = |what: &str, e: postgres::Error| {
+        let cause = e.as_db_error().map_or_else(|| e.to_string(), ToString::to_string);
+        format!("migration failed: {what}: {cause}")
+    };
     let mut tx = client.transaction().map_err(|e| fail("begin", e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(|e| fail("lock", e))?;
     // "relation already exists, skipping" on every start after the first is noise.
@@ -319,7 +347,7 @@ pub fn migrate(client: &mut Client) -> Result<(), String> {
 
 /// Prepares every statement once, so a typo in `sql/` stops start-up and names the file.
 pub fn check_statements(client: &mut Client) -> Result<(), String> {
-    for sql in ALL.iter().chain(LIST_TASKS.iter().map(|(_, _, sql)| sql)) {
+    for sql in ALL.iter().chain(LIST_TASKS.iter().flat_map(|(_, _, plain, tagged)| [plain, tagged])) {
         client.prepare(sql.text).map_err(|e| format!("sql/{} does not prepare: {e}", sql.file))?;
     }
     Ok(())
@@ -366,7 +394,7 @@ mod tests {
     fn every_sql_file_is_embedded() {
         let on_disk =
             std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/tasks")).map(|dir| dir.count()).unwrap_or(0);
-        let embedded = ALL.iter().filter(|s| s.file.starts_with("tasks/")).count() + 1; // and list.sql
+        let embedded = ALL.iter().filter(|s| s.file.starts_with("tasks/")).count() + 2; // and list.sql, matching.sql
         assert_eq!(on_disk, embedded, "every file in sql/tasks must be listed in db::ALL");
     }
 }

@@ -39,12 +39,13 @@ pub enum Action {
     Update,
     Delete,
     Complete,
+    Reminders,
 }
 
 impl Action {
     pub fn method(self) -> &'static str {
         match self {
-            Action::Health | Action::Ready | Action::OpenApi | Action::List | Action::Get => "GET",
+            Action::Health | Action::Ready | Action::OpenApi | Action::List | Action::Get | Action::Reminders => "GET",
             Action::Create => "POST",
             Action::Replace => "PUT",
             Action::Update | Action::Complete => "PATCH",
@@ -98,10 +99,12 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
         ["health", "ready"] => (&[Ready], None, None),
         ["openapi.json"] => (&[OpenApi], None, None),
         ["api", "tasks"] => (TASKS, None, None),
+        ["api", "tasks", "reminders"] => (&[Reminders], None, None),
         ["api", "tasks", id] => (TASK, None, Some(*id)),
         ["api", "tasks", id, "complete"] => (&[Complete], None, Some(*id)),
         ["api", "tasks", ..] => return None,
         ["api", user, "tasks"] => (TASKS, Some(*user), None),
+        ["api", user, "tasks", "reminders"] => (&[Reminders], Some(*user), None),
         ["api", user, "tasks", id] => (TASK, Some(*user), Some(*id)),
         ["api", user, "tasks", id, "complete"] => (&[Complete], Some(*user), Some(*id)),
         _ => return None,
@@ -124,10 +127,11 @@ pub fn dispatch(app: &App, request: &Request, route: &Route, action: Action) -> 
         Action::List => tasks::list(app, &user()?, request, route.path),
         Action::Create => tasks::create(app, &user()?, request, &route.collection()),
         Action::Get => tasks::get(app, &user()?, id()?),
-        Action::Replace => tasks::replace(app, &user()?, request, id()?),
-        Action::Update => tasks::update(app, &user()?, request, id()?),
+        Action::Replace => tasks::replace(app, &user()?, request, id()?, &route.collection()),
+        Action::Update => tasks::update(app, &user()?, request, id()?, &route.collection()),
         Action::Delete => tasks::delete(app, &user()?, id()?),
-        Action::Complete => tasks::complete(app, &user()?, request, id()?),
+        Action::Complete => tasks::complete(app, &user()?, request, id()?, &route.collection()),
+        Action::Reminders => tasks::reminders(app, &user()?, request, route.path),
     }
 }
 
@@ -238,6 +242,10 @@ mod tests {
             ("/api/tasks/", Some((tasks, None, None))),
             ("/api/tasks/7", Some((task, None, Some("7")))),
             ("/api/tasks/tasks", Some((task, None, Some("tasks")))),
+            ("/api/tasks/reminders", Some((&[Reminders], None, None))),
+            ("/api/tasks/reminders/", Some((&[Reminders], None, None))),
+            ("/api/u1/tasks/reminders", Some((&[Reminders], Some("u1"), None))),
+            ("/api/tasks/reminders/complete", Some((&[Complete], None, Some("reminders")))),
             ("/api/tasks/7/complete", Some((&[Complete], None, Some("7")))),
             ("/api/tasks/7/other", None),
             ("/api/tasks/tasks/7", None),
@@ -280,17 +288,17 @@ mod tests {
             documented.extend(route.actions.iter().map(|action| (*action, route.path_user.is_some())));
         }
         use Action::*;
-        for action in [Health, Ready, OpenApi, List, Create, Get, Replace, Update, Delete, Complete] {
+        for action in [Health, Ready, OpenApi, List, Create, Get, Replace, Update, Delete, Complete, Reminders] {
             // A new action must be added to the list above, and then to the document.
             match action {
-                Health | Ready | OpenApi | List | Create | Get | Replace | Update | Delete | Complete => {}
+                Health | Ready | OpenApi | List | Create | Get | Replace | Update | Delete | Complete | Reminders => {}
             }
             let public = matches!(action, Health | Ready | OpenApi);
             for family in if public { &[false][..] } else { &[false, true] } {
                 assert!(documented.contains(&(action, *family)), "{action:?} ({family}) is routed but not documented");
             }
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 9);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 11);
     }
 
     #[test]

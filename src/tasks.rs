@@ -2,9 +2,12 @@
 //!
 //! Invariants a reviewer can check in this file alone:
 //! - every handler takes the caller's `UserId` and passes it to SQL, which does the scoping;
-//! - a title or description reaches SQL only as a `Title` / `Description`, made by `parse`;
+//! - a title or description reaches SQL only as a `Title` / `Description`, and every other
+//!   field only as the value its check returned (`fields`, `ListQuery::parse`);
 //! - a task of another user is indistinguishable from a missing one (404);
 //! - every invalid field of a body or query is reported, not just the first.
+
+use std::time::SystemTime;
 
 use postgres::Row;
 use postgres::types::{ToSql, Type};
@@ -16,14 +19,20 @@ use crate::App;
 use crate::auth::UserId;
 use crate::db::{self, Params, Sql};
 use crate::error::{ApiError, FieldError};
-use crate::wire::{Timestamp, json, percent_decode, read_json};
+use crate::wire::{Timestamp, json, parse_timestamp, percent_decode, read_json, rfc3339};
 
 const NOT_FOUND: ApiError = ApiError::NotFound("Task not found");
 const TITLE_MAX: usize = 200;
 const DESCRIPTION_MAX: usize = 1000;
 const QUERY_MAX: usize = 1000;
+const TAG_MAX: usize = 50;
+const TAGS_MAX: usize = 20;
 const LIMIT_MAX: i64 = 1000;
 const LIMIT_DEFAULT: i64 = 100;
+const PRIORITIES: [&str; 3] = ["high", "medium", "low"];
+const RECURRENCES: [&str; 4] = ["daily", "weekly", "monthly", "yearly"];
+/// The table constraint a write breaks when it would leave a recurring task without a due date.
+const RECURRENCE_NEEDS_DUE: &str = "tasks_recurrence_needs_due";
 
 /// A task as stored and as sent, borrowed from its row.
 #[derive(Debug, Serialize)]
@@ -33,21 +42,32 @@ pub struct Task<'a> {
     pub title: &'a str,
     pub description: Option<&'a str>,
     pub completed: bool,
+    pub priority: &'a str,
+    pub tags: Vec<&'a str>,
+    pub due_date: Option<Timestamp>,
+    pub remind_at: Option<Timestamp>,
+    pub recurrence: Option<&'a str>,
     pub created_at: Timestamp,
     pub updated_at: Timestamp,
 }
 
 impl Task<'_> {
-    /// The one row mapping; every task statement returns these seven columns first.
+    /// The one row mapping; every task statement returns these twelve columns first.
     fn from_row(row: &Row) -> Result<Task<'_>, postgres::Error> {
+        let time = |i: usize| row.try_get::<_, Option<SystemTime>>(i).map(|t| t.map(Timestamp));
         Ok(Task {
             id: row.try_get(0)?,
             user_id: row.try_get(1)?,
             title: row.try_get(2)?,
             description: row.try_get(3)?,
             completed: row.try_get(4)?,
-            created_at: Timestamp(row.try_get(5)?),
-            updated_at: Timestamp(row.try_get(6)?),
+            priority: row.try_get(5)?,
+            tags: row.try_get(6)?,
+            due_date: time(7)?,
+            remind_at: time(8)?,
+            recurrence: row.try_get(9)?,
+            created_at: Timestamp(row.try_get(10)?),
+            updated_at: Timestamp(row.try_get(11)?),
         })
     }
 }
@@ -106,34 +126,127 @@ fn free_text(text: &str, max: usize) -> Result<(), (&'static str, &'static str)>
     Ok(())
 }
 
-/// The known fields of a body; `None` means absent.
+/// A tag as stored and compared: trimmed and lower-cased, then 1 to 50 characters without
+/// control characters; `None` otherwise.
+fn tag(raw: &str) -> Option<String> {
+    let tag = raw.trim().to_lowercase();
+    ((1..=TAG_MAX).contains(&tag.chars().count()) && !tag.chars().any(char::is_control)).then_some(tag)
+}
+
+/// A body's tags: each one checked, duplicates dropped, at most 20, sorted.
+fn tags(value: &Value) -> Result<Vec<String>, FieldError> {
+    let error = |msg, kind| FieldError::new(vec!["body", "tags"], msg, kind);
+    let each = "must be an array of strings of 1 to 50 characters without control characters";
+    let Value::Array(items) = value else { return Err(error(each, "list_type")) };
+    let mut tags = items.iter().map(|item| item.as_str().and_then(tag)).collect::<Option<Vec<_>>>();
+    let tags = tags.as_mut().ok_or_else(|| error(each, "tag"))?;
+    tags.sort_unstable();
+    tags.dedup();
+    if tags.len() > TAGS_MAX {
+        return Err(error("must have at most 20 tags", "too_long"));
+    }
+    Ok(std::mem::take(tags))
+}
+
+/// The value, which must be one of `allowed`.
+fn one_of(
+    value: &Value,
+    loc: Vec<&'static str>,
+    allowed: &[&'static str],
+    msg: &'static str,
+) -> Result<&'static str, FieldError> {
+    let found = value.as_str().and_then(|v| allowed.iter().find(|a| **a == v));
+    found.copied().ok_or_else(|| FieldError::new(loc, msg, "enum"))
+}
+
+/// A date-time or a date (`due_date`, `remind_at`).
+fn instant(value: &Value, name: &'static str) -> Result<SystemTime, FieldError> {
+    let msg = "must be an RFC 3339 date-time, a date (YYYY-MM-DD) or null";
+    value.as_str().and_then(parse_timestamp).ok_or_else(|| FieldError::new(vec!["body", name], msg, "datetime"))
+}
+
+/// A field that may be `null`: `Ok(None)` for null, else what `parse` makes of the value.
+fn nullable<T>(value: &Value, parse: impl FnOnce(&Value) -> Result<T, FieldError>) -> Result<Option<T>, FieldError> {
+    if value.is_null() { Ok(None) } else { parse(value).map(Some) }
+}
+
+/// What a body is for: a new task, or the replacement or update of a stored one (whose absent
+/// fields stay as they are).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body {
+    Create,
+    Replace,
+    Update,
+}
+
+/// The known fields of a body; `None` means absent, `Some(None)` null.
 #[derive(Debug, Default)]
 pub struct Fields {
     title: Option<Title>,
     description: Option<Description>,
     completed: Option<bool>,
+    priority: Option<&'static str>,
+    tags: Option<Vec<String>>,
+    due_date: Option<Option<SystemTime>>,
+    remind_at: Option<Option<SystemTime>>,
+    recurrence: Option<Option<&'static str>>,
 }
 
 impl Fields {
     fn is_empty(&self) -> bool {
-        self.title.is_none() && self.description.is_none() && self.completed.is_none()
+        self.title.is_none()
+            && self.description.is_none()
+            && self.completed.is_none()
+            && self.priority.is_none()
+            && self.tags.is_none()
+            && self.due_date.is_none()
+            && self.remind_at.is_none()
+            && self.recurrence.is_none()
     }
 }
 
 /// Validates a body's known fields (unknown ones are ignored), reporting every bad field.
-pub fn fields(body: &Value, title_required: bool) -> Result<Fields, ApiError> {
+pub fn fields(body: &Value, purpose: Body) -> Result<Fields, ApiError> {
     let object = as_object(body)?;
     let mut errors = Vec::new();
     let title = match object.get("title") {
-        None if title_required => {
+        None if purpose != Body::Update => {
             keep(&mut errors, Err::<Title, _>(FieldError::new(vec!["body", "title"], "is required", "missing")))
         }
         None => None,
         Some(value) => keep(&mut errors, Title::parse(value)),
     };
-    let description = object.get("description").and_then(|v| keep(&mut errors, Description::parse(v)));
-    let completed = object.get("completed").and_then(|v| keep(&mut errors, completed(v)));
-    if errors.is_empty() { Ok(Fields { title, description, completed }) } else { Err(ApiError::Validation(errors)) }
+    let field = |name| object.get(name);
+    let description = field("description").and_then(|v| keep(&mut errors, Description::parse(v)));
+    let completed = field("completed").and_then(|v| keep(&mut errors, completed(v)));
+    let priority = field("priority").and_then(|v| {
+        keep(&mut errors, one_of(v, vec!["body", "priority"], &PRIORITIES, "must be one of high, medium, low"))
+    });
+    let tags = field("tags").and_then(|v| keep(&mut errors, tags(v)));
+    let due_date = field("due_date").and_then(|v| keep(&mut errors, nullable(v, |v| instant(v, "due_date"))));
+    let remind_at = field("remind_at").and_then(|v| keep(&mut errors, nullable(v, |v| instant(v, "remind_at"))));
+    let recurrence = field("recurrence").and_then(|v| {
+        let msg = "must be one of daily, weekly, monthly, yearly, or null";
+        keep(&mut errors, nullable(v, |v| one_of(v, vec!["body", "recurrence"], &RECURRENCES, msg)))
+    });
+    // A recurrence without a due date, as far as the body alone tells; the table's constraint
+    // catches the rest (a stored recurrence whose due date a PATCH clears, and the reverse).
+    let no_due_date = match field("due_date") {
+        Some(value) => value.is_null(),
+        None => purpose == Body::Create,
+    };
+    if matches!(recurrence, Some(Some(_))) && no_due_date {
+        errors.push(needs_due_date());
+    }
+    if errors.is_empty() {
+        Ok(Fields { title, description, completed, priority, tags, due_date, remind_at, recurrence })
+    } else {
+        Err(ApiError::Validation(errors))
+    }
+}
+
+fn needs_due_date() -> FieldError {
+    FieldError::new(vec!["body", "recurrence"], "needs a due_date", "due_date_required")
 }
 
 /// The value of a field that passed, or `None` with its error kept.
@@ -156,10 +269,17 @@ fn required_body(request: &Request) -> Result<Value, ApiError> {
     read_json(request)?.ok_or(ApiError::InvalidJson)
 }
 
-/// Runs one statement on one task: its row, or `None` when the caller has no such task.
+/// Runs one statement on one task: its row, or `None` when the caller has no such task. A
+/// write that would leave a recurring task without a due date is the client's error (422).
 fn one(app: &App, sql: Sql, params: &Params) -> Result<Option<Row>, ApiError> {
     let mut conn = app.pool.get()?;
-    Ok(conn.query(sql, params)?.into_iter().next())
+    match conn.query(sql, params) {
+        Ok(rows) => Ok(rows.into_iter().next()),
+        Err(e) if e.as_db_error().and_then(|db| db.constraint()) == Some(RECURRENCE_NEEDS_DUE) => {
+            Err(ApiError::Validation(vec![needs_due_date()]))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// The task in `row` as the response body.
@@ -169,14 +289,27 @@ fn task(status: u16, row: &Row) -> Result<Response, ApiError> {
 
 /// `POST`: a new task; `Location` is its path under `collection`, the request's family.
 pub fn create(app: &App, user: &UserId, request: &Request, collection: &str) -> Result<Response, ApiError> {
-    let fields = fields(&required_body(request)?, true)?;
-    let (Some(Title(title)), description) = (fields.title, fields.description) else {
+    let fields = fields(&required_body(request)?, Body::Create)?;
+    let Some(Title(title)) = fields.title else {
         return Err(ApiError::Internal("validated create body has no title".to_owned()));
     };
-    let description = description.and_then(|Description(d)| d);
+    let description = fields.description.and_then(|Description(d)| d);
     let completed = fields.completed.unwrap_or(false);
-    let params: [(&(dyn ToSql + Sync), Type); 4] =
-        [(&user.as_str(), Type::TEXT), (&title, Type::TEXT), (&description, Type::TEXT), (&completed, Type::BOOL)];
+    let priority = fields.priority.unwrap_or("medium");
+    let tags = fields.tags.unwrap_or_default();
+    let (due_date, remind_at) = (fields.due_date.flatten(), fields.remind_at.flatten());
+    let recurrence = fields.recurrence.flatten();
+    let params: [(&(dyn ToSql + Sync), Type); 9] = [
+        (&user.as_str(), Type::TEXT),
+        (&title, Type::TEXT),
+        (&description, Type::TEXT),
+        (&completed, Type::BOOL),
+        (&priority, Type::TEXT),
+        (&tags, Type::TEXT_ARRAY),
+        (&due_date, Type::TIMESTAMPTZ),
+        (&remind_at, Type::TIMESTAMPTZ),
+        (&recurrence, Type::TEXT),
+    ];
     let row = one(app, db::INSERT_TASK, &params)?.ok_or_else(|| ApiError::Internal("insert returned no row".into()))?;
     let location = format!("{collection}/{}", row.try_get::<_, i64>(0)?);
     Ok(task(201, &row)?.with_unique_header("Location", location))
@@ -187,37 +320,19 @@ pub fn get(app: &App, user: &UserId, id: i64) -> Result<Response, ApiError> {
 }
 
 /// `PUT`: the title is required; absent optional fields stay as they are.
-pub fn replace(app: &App, user: &UserId, request: &Request, id: i64) -> Result<Response, ApiError> {
-    let fields = fields(&required_body(request)?, true)?;
-    apply(app, user, id, fields)
+pub fn replace(app: &App, user: &UserId, request: &Request, id: i64, collection: &str) -> Result<Response, ApiError> {
+    let fields = fields(&required_body(request)?, Body::Replace)?;
+    apply(app, user, id, fields, false, collection)
 }
 
 /// `PATCH`: any subset of the fields; none at all changes nothing.
-pub fn update(app: &App, user: &UserId, request: &Request, id: i64) -> Result<Response, ApiError> {
-    let fields = fields(&required_body(request)?, false)?;
-    apply(app, user, id, fields)
-}
-
-fn apply(app: &App, user: &UserId, id: i64, fields: Fields) -> Result<Response, ApiError> {
-    if fields.is_empty() {
-        return get(app, user, id);
-    }
-    let title = fields.title.map(|Title(t)| t);
-    let description_present = fields.description.is_some();
-    let description = fields.description.and_then(|Description(d)| d);
-    let params: [(&(dyn ToSql + Sync), Type); 6] = [
-        (&id, Type::INT8),
-        (&user.as_str(), Type::TEXT),
-        (&title, Type::TEXT),
-        (&description_present, Type::BOOL),
-        (&description, Type::TEXT),
-        (&fields.completed, Type::BOOL),
-    ];
-    task(200, &one(app, db::UPDATE_TASK, &params)?.ok_or(NOT_FOUND)?)
+pub fn update(app: &App, user: &UserId, request: &Request, id: i64, collection: &str) -> Result<Response, ApiError> {
+    let fields = fields(&required_body(request)?, Body::Update)?;
+    apply(app, user, id, fields, false, collection)
 }
 
 /// `PATCH .../complete`: no body or `{}` toggles; `{"completed": bool}` sets.
-pub fn complete(app: &App, user: &UserId, request: &Request, id: i64) -> Result<Response, ApiError> {
+pub fn complete(app: &App, user: &UserId, request: &Request, id: i64, collection: &str) -> Result<Response, ApiError> {
     let set = match read_json(request)? {
         None => None,
         Some(body) => match as_object(&body)?.get("completed") {
@@ -225,14 +340,180 @@ pub fn complete(app: &App, user: &UserId, request: &Request, id: i64) -> Result<
             Some(value) => Some(completed(value).map_err(|e| ApiError::Validation(vec![e]))?),
         },
     };
-    let params: [(&(dyn ToSql + Sync), Type); 3] =
-        [(&id, Type::INT8), (&user.as_str(), Type::TEXT), (&set, Type::BOOL)];
-    task(200, &one(app, db::COMPLETE_TASK, &params)?.ok_or(NOT_FOUND)?)
+    apply(app, user, id, Fields { completed: set, ..Fields::default() }, set.is_none(), collection)
+}
+
+/// Writes the fields present (or toggles `completed`). A recurring task that became completed
+/// has its next occurrence, named in a `Link` header in the request's family.
+fn apply(
+    app: &App,
+    user: &UserId,
+    id: i64,
+    fields: Fields,
+    toggle: bool,
+    collection: &str,
+) -> Result<Response, ApiError> {
+    if fields.is_empty() && !toggle {
+        return get(app, user, id);
+    }
+    let title = fields.title.map(|Title(t)| t);
+    let description = split(fields.description.map(|Description(d)| d));
+    let (due_date, remind_at, recurrence) = (split(fields.due_date), split(fields.remind_at), split(fields.recurrence));
+    let params: [(&(dyn ToSql + Sync), Type); 15] = [
+        (&id, Type::INT8),
+        (&user.as_str(), Type::TEXT),
+        (&title, Type::TEXT),
+        (&description.0, Type::BOOL),
+        (&description.1, Type::TEXT),
+        (&fields.completed, Type::BOOL),
+        (&toggle, Type::BOOL),
+        (&fields.priority, Type::TEXT),
+        (&fields.tags, Type::TEXT_ARRAY),
+        (&due_date.0, Type::BOOL),
+        (&due_date.1, Type::TIMESTAMPTZ),
+        (&remind_at.0, Type::BOOL),
+        (&remind_at.1, Type::TIMESTAMPTZ),
+        (&recurrence.0, Type::BOOL),
+        (&recurrence.1, Type::TEXT),
+    ];
+    let row = one(app, db::UPDATE_TASK, &params)?.ok_or(NOT_FOUND)?;
+    let response = task(200, &row)?;
+    Ok(match row.try_get::<_, Option<i64>>(12)? {
+        Some(next) => response.with_unique_header("Link", format!("<{collection}/{next}>; rel=\"next-occurrence\"")),
+        None => response,
+    })
+}
+
+/// A nullable field as two statement parameters: whether it is present, and its value.
+fn split<T>(field: Option<Option<T>>) -> (bool, Option<T>) {
+    (field.is_some(), field.flatten())
 }
 
 pub fn delete(app: &App, user: &UserId, id: i64) -> Result<Response, ApiError> {
     one(app, db::DELETE_TASK, &[(&id, Type::INT8), (&user.as_str(), Type::TEXT)])?.ok_or(NOT_FOUND)?;
     Ok(Response::empty_204())
+}
+
+/// A query string's parameters among `names`, percent-decoded, each problem reported once
+/// under `["query", name]`. Names and values are lower case; unknown names are ignored; a
+/// repeated parameter (but a `tag`) or an empty one (but `q`) is an error, and its default
+/// stands in.
+struct Query {
+    names: &'static [&'static str],
+    values: Vec<Vec<String>>,
+    errors: Vec<FieldError>,
+}
+
+impl Query {
+    fn parse(raw: &str, names: &'static [&'static str]) -> Query {
+        let mut query = Query { names, values: vec![Vec::new(); names.len()], errors: Vec::new() };
+        let mut judged = vec![false; names.len()];
+        let decode = |text: &str| percent_decode(&text.replace('+', " ")).and_then(|v| String::from_utf8(v).ok());
+        for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
+            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
+            let Some(i) = decode(name).and_then(|name| names.iter().position(|n| *n == name)) else { continue };
+            let problem = match decode(value) {
+                _ if judged[i] || (!query.values[i].is_empty() && names[i] != "tag") => {
+                    ("must not be repeated", "repeated")
+                }
+                None => ("is not valid percent-encoded UTF-8", "encoding"),
+                Some(v) if v.is_empty() && names[i] != "q" => ("must not be empty", "missing"),
+                Some(v) => {
+                    query.values[i].push(v);
+                    continue;
+                }
+            };
+            if !std::mem::replace(&mut judged[i], true) {
+                query.errors.push(FieldError::new(vec!["query", names[i]], problem.0, problem.1));
+            }
+            query.values[i].clear(); // judged already: the default stands in
+        }
+        query
+    }
+
+    /// The values of `name`, taken.
+    fn take_all(&mut self, name: &str) -> Vec<String> {
+        let i = self.names.iter().position(|n| *n == name).unwrap_or_else(|| unreachable!("{name} is a known name"));
+        std::mem::take(&mut self.values[i])
+    }
+
+    fn take(&mut self, name: &str) -> Option<String> {
+        self.take_all(name).pop()
+    }
+
+    fn error(&mut self, name: &'static str, msg: &'static str, kind: &'static str) {
+        self.errors.push(FieldError::new(vec!["query", name], msg, kind));
+    }
+
+    /// One of `allowed`; the first when absent (or wrong, with the error kept).
+    fn one_of(&mut self, name: &'static str, allowed: &[&'static str], msg: &'static str) -> &'static str {
+        match self.take(name) {
+            None => allowed[0],
+            Some(v) => allowed.iter().copied().find(|a| *a == v).unwrap_or_else(|| {
+                self.error(name, msg, "enum");
+                allowed[0]
+            }),
+        }
+    }
+
+    /// A plain decimal integer within `range`; `default` when absent (or wrong).
+    fn integer(
+        &mut self,
+        name: &'static str,
+        range: std::ops::RangeInclusive<i64>,
+        default: i64,
+        msg: &'static str,
+    ) -> i64 {
+        let value = self.take(name);
+        let parsed = value.as_deref().map(|v| v.bytes().all(|b| b.is_ascii_digit()).then(|| v.parse().ok()).flatten());
+        match parsed {
+            None => default,
+            Some(Some(n)) if range.contains(&n) => n,
+            Some(_) => {
+                self.error(name, msg, "integer_range");
+                default
+            }
+        }
+    }
+
+    /// A date-time or a date, as in bodies.
+    fn instant(&mut self, name: &'static str) -> Option<SystemTime> {
+        let value = self.take(name)?;
+        let parsed = parse_timestamp(&value);
+        if parsed.is_none() {
+            self.error(name, "must be an RFC 3339 date-time or a date (YYYY-MM-DD)", "datetime");
+        }
+        parsed
+    }
+
+    fn page(&mut self) -> (i64, i64) {
+        let limit = self.integer("limit", 1..=LIMIT_MAX, LIMIT_DEFAULT, "must be an integer from 1 to 1000");
+        let offset = self.integer("offset", 0..=i64::MAX, 0, "must be an integer of 0 or more");
+        (limit, offset)
+    }
+
+    fn finish<T>(self, value: T) -> Result<T, ApiError> {
+        if self.errors.is_empty() { Ok(value) } else { Err(ApiError::Validation(self.errors)) }
+    }
+}
+
+/// A query-string value as it goes into a `Link` URL: unreserved bytes as they are, the rest
+/// percent-encoded.
+fn encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+fn instant_text(time: SystemTime) -> String {
+    encode(rfc3339(time, &mut [0; 27]).unwrap_or_default())
 }
 
 /// The list's query parameters, validated.
@@ -242,86 +523,83 @@ pub struct ListQuery {
     sort: &'static str,
     order: &'static str,
     q: Option<String>,
+    priority: Option<&'static str>,
+    tags: Vec<String>,
+    due_after: Option<SystemTime>,
+    due_before: Option<SystemTime>,
+    overdue: bool,
     limit: i64,
     offset: i64,
 }
 
 impl ListQuery {
-    /// Parses the raw query string. Names and values are lower case; unknown names are ignored;
-    /// a repeated or empty parameter is an error (but `q=` means no filter); each bad
-    /// parameter is reported once.
+    /// Parses the raw query string (see `Query` for the rules every parameter follows).
     pub fn parse(raw: &str) -> Result<ListQuery, ApiError> {
-        const NAMES: [&str; 6] = ["status", "sort", "order", "q", "limit", "offset"];
-        let (mut values, mut judged, mut errors): ([Option<String>; 6], [bool; 6], Vec<FieldError>) =
-            Default::default();
-        let decode = |text: &str| percent_decode(&text.replace('+', " ")).and_then(|v| String::from_utf8(v).ok());
-        for pair in raw.split('&').filter(|pair| !pair.is_empty()) {
-            let (name, value) = pair.split_once('=').unwrap_or((pair, ""));
-            let Some(i) = decode(name).and_then(|name| NAMES.iter().position(|n| *n == name)) else { continue };
-            let problem = match decode(value) {
-                _ if values[i].is_some() || judged[i] => ("must not be repeated", "repeated"),
-                None => ("is not valid percent-encoded UTF-8", "encoding"),
-                Some(v) if v.is_empty() && NAMES[i] != "q" => ("must not be empty", "missing"),
-                Some(v) => {
-                    values[i] = Some(v);
-                    continue;
-                }
-            };
-            if !std::mem::replace(&mut judged[i], true) {
-                errors.push(FieldError::new(vec!["query", NAMES[i]], problem.0, problem.1));
-            }
-            values[i] = None; // judged already: the default stands in
-        }
-        let mut choose = |i: usize, allowed: &[&'static str], msg: &'static str| match values[i].take() {
-            None => allowed[0],
-            Some(v) => allowed.iter().copied().find(|a| *a == v).unwrap_or_else(|| {
-                errors.push(FieldError::new(vec!["query", NAMES[i]], msg, "enum"));
-                allowed[0]
-            }),
-        };
-        let status = choose(0, &["all", "pending", "completed"], "must be one of all, pending, completed");
-        let sort = choose(1, &["created", "updated", "title"], "must be one of created, updated, title");
-        let orders: &[&str] = if sort == "title" { &["asc", "desc"] } else { &["desc", "asc"] };
-        let order = choose(2, orders, "must be one of asc, desc");
-        let q = values[3].take().filter(|q| !q.is_empty());
+        const NAMES: &[&str] = &[
+            "status",
+            "sort",
+            "order",
+            "q",
+            "priority",
+            "tag",
+            "due_after",
+            "due_before",
+            "overdue",
+            "limit",
+            "offset",
+        ];
+        let mut query = Query::parse(raw, NAMES);
+        let status = query.one_of("status", &["all", "pending", "completed"], "must be one of all, pending, completed");
+        let sorts = ["created", "updated", "title", "priority", "due_date"];
+        let sort = query.one_of("sort", &sorts, "must be one of created, updated, title, priority, due_date");
+        let orders: &[&str] = if matches!(sort, "title" | "due_date") { &["asc", "desc"] } else { &["desc", "asc"] };
+        let order = query.one_of("order", orders, "must be one of asc, desc");
+        let q = query.take("q").filter(|q| !q.is_empty());
         if let Some(Err((msg, kind))) = q.as_deref().map(|q| free_text(q, QUERY_MAX)) {
-            errors.push(FieldError::new(vec!["query", "q"], msg, kind));
+            query.error("q", msg, kind);
         }
-        let mut integer =
-            |i: usize, range: std::ops::RangeInclusive<i64>, default: i64, msg: &'static str| match values[i].take() {
-                None => default,
-                Some(v) => v
-                    .bytes()
-                    .all(|b| b.is_ascii_digit())
-                    .then(|| v.parse().ok())
-                    .flatten()
-                    .filter(|n| range.contains(n))
-                    .unwrap_or_else(|| {
-                        errors.push(FieldError::new(vec!["query", NAMES[i]], msg, "integer_range"));
-                        default
-                    }),
-            };
-        let limit = integer(4, 1..=LIMIT_MAX, LIMIT_DEFAULT, "must be an integer from 1 to 1000");
-        let offset = integer(5, 0..=i64::MAX, 0, "must be an integer of 0 or more");
-        if errors.is_empty() {
-            Ok(ListQuery { status, sort, order, q, limit, offset })
-        } else {
-            Err(ApiError::Validation(errors))
+        let priority = query.take("priority").map(|p| {
+            let found = PRIORITIES.iter().copied().find(|a| *a == p);
+            found.unwrap_or_else(|| {
+                query.error("priority", "must be one of high, medium, low", "enum");
+                "medium"
+            })
+        });
+        let mut tags = Vec::new();
+        for raw in query.take_all("tag") {
+            match tag(&raw) {
+                Some(tag) if !tags.contains(&tag) => tags.push(tag),
+                Some(_) => {}
+                None => query.error("tag", "must be 1 to 50 characters without control characters", "tag"),
+            }
         }
+        let due_after = query.instant("due_after");
+        let due_before = query.instant("due_before");
+        let overdue = query.one_of("overdue", &["false", "true"], "must be true or false") == "true";
+        let (limit, offset) = query.page();
+        let list = ListQuery { status, sort, order, q, priority, tags, due_after, due_before, overdue, limit, offset };
+        query.finish(list)
     }
 
     /// This query at another offset, as a relative URL under `path`.
     fn link(&self, path: &str, offset: i64) -> String {
         let mut url = format!("{path}?status={}&sort={}&order={}", self.status, self.sort, self.order);
         if let Some(q) = &self.q {
-            url.push_str("&q=");
-            for b in q.bytes() {
-                if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                    url.push(char::from(b));
-                } else {
-                    url.push_str(&format!("%{b:02X}"));
-                }
+            url.push_str(&format!("&q={}", encode(q)));
+        }
+        if let Some(priority) = self.priority {
+            url.push_str(&format!("&priority={priority}"));
+        }
+        for tag in &self.tags {
+            url.push_str(&format!("&tag={}", encode(tag)));
+        }
+        for (name, time) in [("due_after", self.due_after), ("due_before", self.due_before)] {
+            if let Some(time) = time {
+                url.push_str(&format!("&{name}={}", instant_text(time)));
             }
+        }
+        if self.overdue {
+            url.push_str("&overdue=true");
         }
         url.push_str(&format!("&limit={}&offset={offset}", self.limit));
         url
@@ -337,41 +615,96 @@ pub fn list(app: &App, user: &UserId, request: &Request, path: &str) -> Result<R
         _ => None,
     };
     let descending = query.order == "desc";
-    let Some((_, _, statement)) =
-        db::LIST_TASKS.iter().find(|(sort, desc, _)| *sort == query.sort && *desc == descending)
+    let Some((_, _, plain, tagged)) =
+        db::LIST_TASKS.iter().find(|(sort, desc, _, _)| *sort == query.sort && *desc == descending)
     else {
         return Err(ApiError::Internal(format!("no list statement for {} {}", query.sort, query.order)));
     };
+    let tags = (!query.tags.is_empty()).then_some(&query.tags);
+    let task_fields = query.priority.is_some()
+        || tags.is_some()
+        || query.due_after.is_some()
+        || query.due_before.is_some()
+        || query.overdue;
+    let filters: [(&(dyn ToSql + Sync), Type); 9] = [
+        (&user.as_str(), Type::TEXT),
+        (&completed, Type::BOOL),
+        (&query.q, Type::TEXT),
+        (&task_fields, Type::BOOL),
+        (&query.priority, Type::TEXT),
+        (&query.due_after, Type::TIMESTAMPTZ),
+        (&query.due_before, Type::TIMESTAMPTZ),
+        (&query.overdue, Type::BOOL),
+        (&tags, Type::TEXT_ARRAY),
+    ];
+    let statement = if tags.is_some() { *tagged } else { *plain };
+    page(app, statement, &filters, query.limit, query.offset, |offset| query.link(path, offset))
+}
+
+/// The query of the reminders: `before` (default: now) and the page.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RemindersQuery {
+    before: SystemTime,
+    limit: i64,
+    offset: i64,
+}
+
+impl RemindersQuery {
+    pub fn parse(raw: &str, now: SystemTime) -> Result<RemindersQuery, ApiError> {
+        let mut query = Query::parse(raw, &["before", "limit", "offset"]);
+        let before = query.instant("before").unwrap_or(now);
+        let (limit, offset) = query.page();
+        query.finish(RemindersQuery { before, limit, offset })
+    }
+}
+
+/// `GET .../tasks/reminders`: the caller's tasks to remind of, what a notification worker
+/// polls. The links carry the `before` this page was read with, so paging does not shift as
+/// time passes.
+pub fn reminders(app: &App, user: &UserId, request: &Request, path: &str) -> Result<Response, ApiError> {
+    let query = RemindersQuery::parse(request.raw_query_string(), SystemTime::now())?;
+    let filters: [(&(dyn ToSql + Sync), Type); 2] = [(&user.as_str(), Type::TEXT), (&query.before, Type::TIMESTAMPTZ)];
+    let link = |offset| format!("{path}?before={}&limit={}&offset={offset}", instant_text(query.before), query.limit);
+    page(app, db::REMINDERS, &filters, query.limit, query.offset, link)
+}
+
+/// A page of tasks from a statement whose parameters are `filters`, then the limit and the
+/// offset, and whose column 12 is the number of rows under the filters. A page past the end
+/// has no row to tell it, so the first row is asked for instead.
+fn page(
+    app: &App,
+    sql: Sql,
+    filters: &Params,
+    limit: i64,
+    offset: i64,
+    link: impl Fn(i64) -> String,
+) -> Result<Response, ApiError> {
+    fn run(
+        conn: &mut db::Conn,
+        sql: Sql,
+        filters: &Params,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Row>, postgres::Error> {
+        let mut params = filters.to_vec();
+        params.extend([(&limit as &(dyn ToSql + Sync), Type::INT8), (&offset, Type::INT8)]);
+        conn.query(sql, &params)
+    }
     let mut conn = app.pool.get()?;
-    let rows = conn.query(
-        *statement,
-        &[
-            (&user.as_str(), Type::TEXT),
-            (&completed, Type::BOOL),
-            (&query.q, Type::TEXT),
-            (&query.limit, Type::INT8),
-            (&query.offset, Type::INT8),
-        ],
-    )?;
+    let rows = run(&mut conn, sql, filters, limit, offset)?;
     let total: i64 = match rows.first() {
-        Some(row) => row.try_get(7)?,
-        None if query.offset == 0 => 0,
-        None => {
-            let params: [(&(dyn ToSql + Sync), Type); 3] =
-                [(&user.as_str(), Type::TEXT), (&completed, Type::BOOL), (&query.q, Type::TEXT)];
-            let count = conn.query(db::COUNT_TASKS, &params)?.into_iter().next();
-            count.ok_or_else(|| ApiError::Internal("count returned no row".into()))?.try_get(0)?
-        }
+        Some(row) => row.try_get(12)?,
+        None if offset == 0 => 0,
+        None => run(&mut conn, sql, filters, 1, 0)?.first().map(|row| row.try_get(12)).transpose()?.unwrap_or(0),
     };
     drop(conn);
     let tasks = rows.iter().map(Task::from_row).collect::<Result<Vec<_>, _>>()?;
     let mut links = Vec::new();
-    if query.offset.saturating_add(query.limit) < total {
-        links.push(format!("<{}>; rel=\"next\"", query.link(path, query.offset + query.limit)));
+    if offset.saturating_add(limit) < total {
+        links.push(format!("<{}>; rel=\"next\"", link(offset + limit)));
     }
-    if query.offset > 0 {
-        let previous = query.offset.saturating_sub(query.limit).max(0);
-        links.push(format!("<{}>; rel=\"prev\"", query.link(path, previous)));
+    if offset > 0 {
+        links.push(format!("<{}>; rel=\"prev\"", link(offset.saturating_sub(limit).max(0))));
     }
     let mut response = json(200, &tasks).with_unique_header("X-Total-Count", total.to_string());
     if !links.is_empty() {
@@ -434,17 +767,20 @@ mod tests {
     fn every_bad_field_is_reported() {
         let body = json!({"title": "", "description": 5, "completed": "yes"});
         assert_eq!(
-            kinds(fields(&body, true)),
+            kinds(fields(&body, Body::Create)),
             vec![
                 (vec!["body", "title"], "string_length"),
                 (vec!["body", "description"], "string_type"),
                 (vec!["body", "completed"], "bool_type")
             ]
         );
-        assert_eq!(kinds(fields(&json!({}), true)), vec![(vec!["body", "title"], "missing")]);
-        assert_eq!(kinds(fields(&json!([]), false)), vec![(vec!["body"], "object_type")]);
-        assert_eq!(kinds(fields(&json!({"completed": null}), false)), vec![(vec!["body", "completed"], "bool_type")]);
-        assert!(fields(&json!({"id": 5, "user_id": "x", "other": 1}), false).unwrap().is_empty());
+        assert_eq!(kinds(fields(&json!({}), Body::Create)), vec![(vec!["body", "title"], "missing")]);
+        assert_eq!(kinds(fields(&json!([]), Body::Update)), vec![(vec!["body"], "object_type")]);
+        assert_eq!(
+            kinds(fields(&json!({"completed": null}), Body::Update)),
+            vec![(vec!["body", "completed"], "bool_type")]
+        );
+        assert!(fields(&json!({"id": 5, "user_id": "x", "other": 1}), Body::Update).unwrap().is_empty());
     }
 
     #[test]

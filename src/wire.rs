@@ -12,7 +12,7 @@ use std::collections::hash_map::RandomState;
 use std::hash::{BuildHasher, Hasher};
 use std::io::Read;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rouille::{Request, Response};
 use serde::Serialize;
@@ -154,6 +154,83 @@ pub fn rfc3339(time: SystemTime, buf: &mut [u8; 27]) -> Option<&str> {
     std::str::from_utf8(buf).ok()
 }
 
+/// An RFC 3339 date-time (`2026-01-08T10:00:00Z`, `2026-01-08T12:00:00.5+02:00`; `T` and `Z`
+/// in either case; fractions beyond microseconds are cut), or a date `YYYY-MM-DD`, meaning its
+/// midnight in UTC. `None` for anything else, and for an instant `rfc3339` cannot write back.
+pub fn parse_timestamp(text: &str) -> Option<SystemTime> {
+    let b = text.as_bytes();
+    let number = |at: usize, len: usize| -> Option<i64> {
+        let digits = b.get(at..at + len)?;
+        digits.iter().all(u8::is_ascii_digit).then(|| digits.iter().fold(0, |n, d| n * 10 + i64::from(d - b'0')))
+    };
+    let separated = |pairs: &[(usize, u8)]| pairs.iter().all(|&(at, byte)| b.get(at) == Some(&byte));
+    let (year, month, day) = (number(0, 4)?, number(5, 2)?, number(8, 2)?);
+    if !separated(&[(4, b'-'), (7, b'-')])
+        || !(1..=12).contains(&month)
+        || !(1..=days_in_month(year, month)).contains(&day)
+    {
+        return None;
+    }
+    let mut micros = days_from_civil(year, month, day) * 86_400_000_000;
+    if b.len() > 10 {
+        let (hour, minute, second) = (number(11, 2)?, number(14, 2)?, number(17, 2)?);
+        if !matches!(b[10], b'T' | b't')
+            || !separated(&[(13, b':'), (16, b':')])
+            || hour > 23
+            || minute > 59
+            || second > 59
+        {
+            return None;
+        }
+        let mut at = 19;
+        let mut fraction = 0;
+        if b.get(at) == Some(&b'.') {
+            let digits = b[at + 1..].iter().take_while(|d| d.is_ascii_digit()).count();
+            if !(1..=9).contains(&digits) {
+                return None;
+            }
+            fraction = number(at + 1, digits.min(6))? * 10_i64.pow(6 - digits.min(6) as u32);
+            at += 1 + digits;
+        }
+        let offset = match &b[at..] {
+            [b'Z' | b'z'] => 0,
+            [sign @ (b'+' | b'-'), _, _, b':', _, _] => {
+                let (hours, minutes) = (number(at + 1, 2)?, number(at + 4, 2)?);
+                if hours > 23 || minutes > 59 {
+                    return None;
+                }
+                (hours * 60 + minutes) * 60_000_000 * if *sign == b'+' { 1 } else { -1 }
+            }
+            _ => return None,
+        };
+        micros += ((hour * 60 + minute) * 60 + second) * 1_000_000 + fraction - offset;
+    }
+    let time = match u64::try_from(micros) {
+        Ok(after) => UNIX_EPOCH.checked_add(Duration::from_micros(after))?,
+        Err(_) => UNIX_EPOCH.checked_sub(Duration::from_micros(micros.unsigned_abs()))?,
+    };
+    rfc3339(time, &mut [0; 27]).map(|_| time)
+}
+
+/// Days from 1970-01-01 to a date of the proleptic Gregorian calendar (after H. Hinnant).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year.rem_euclid(400);
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    era * 146_097 + doe - 719_468
+}
+
+fn days_in_month(year: i64, month: i64) -> i64 {
+    match month {
+        2 if year % 4 == 0 && (year % 100 != 0 || year % 400 == 0) => 29,
+        2 => 28,
+        4 | 6 | 9 | 11 => 30,
+        _ => 31,
+    }
+}
+
 /// `Sun, 06 Nov 1994 08:49:37 GMT` (RFC 9110 §5.6.7), for the `Date` header.
 pub fn http_date(time: SystemTime) -> String {
     const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"]; // 1970-01-01 was a Thursday
@@ -170,7 +247,6 @@ pub fn http_date(time: SystemTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::time::Duration;
 
     #[test]
     fn json_media_types() {
@@ -198,6 +274,67 @@ mod tests {
     fn http_dates_are_imf_fixdates() {
         assert_eq!(http_date(UNIX_EPOCH + Duration::from_secs(784_111_777)), "Sun, 06 Nov 1994 08:49:37 GMT");
         assert_eq!(http_date(UNIX_EPOCH + Duration::from_secs(1_796_396_729)), "Fri, 04 Dec 2026 15:05:29 GMT");
+    }
+
+    #[test]
+    fn timestamps_are_read_as_rfc3339_date_times_or_dates() {
+        let read = |text: &str| parse_timestamp(text).and_then(|t| rfc3339(t, &mut [0; 27]).map(str::to_owned));
+        let cases = [
+            ("2026-01-08T10:00:00Z", "2026-01-08T10:00:00.000000Z"),
+            ("2026-01-08t10:00:00z", "2026-01-08T10:00:00.000000Z"),
+            ("2026-01-08T10:00:00.123456Z", "2026-01-08T10:00:00.123456Z"),
+            ("2026-01-08T10:00:00.5Z", "2026-01-08T10:00:00.500000Z"),
+            ("2026-01-08T10:00:00.123456789Z", "2026-01-08T10:00:00.123456Z"),
+            ("2026-01-08T12:30:00+02:30", "2026-01-08T10:00:00.000000Z"),
+            ("2026-01-08T05:00:00-05:00", "2026-01-08T10:00:00.000000Z"),
+            ("2026-01-01T01:00:00+02:00", "2025-12-31T23:00:00.000000Z"),
+            ("2026-01-08T10:00:00-00:00", "2026-01-08T10:00:00.000000Z"),
+            ("2026-01-08", "2026-01-08T00:00:00.000000Z"),
+            ("2024-02-29", "2024-02-29T00:00:00.000000Z"),
+            ("2000-02-29", "2000-02-29T00:00:00.000000Z"),
+            ("1969-12-31T23:59:59.999999Z", "1969-12-31T23:59:59.999999Z"),
+            ("0000-01-01", "0000-01-01T00:00:00.000000Z"),
+            ("9999-12-31T23:59:59.999999Z", "9999-12-31T23:59:59.999999Z"),
+        ];
+        for (text, expected) in cases {
+            assert_eq!(read(text).as_deref(), Some(expected), "{text}");
+        }
+        let bad = [
+            "",
+            "2026",
+            "2026-1-08",
+            "2026-01-8",
+            "2026/01/08",
+            "2026-00-10",
+            "2026-13-01",
+            "2026-02-29",
+            "1900-02-29",
+            "2026-04-31",
+            "2026-01-08T",
+            "2026-01-08 10:00:00Z",
+            "2026-01-08T10:00Z",
+            "2026-01-08T24:00:00Z",
+            "2026-01-08T10:60:00Z",
+            "2026-01-08T10:00:60Z",
+            "2026-01-08T10:00:00",
+            "2026-01-08T10:00:00.Z",
+            "2026-01-08T10:00:00.1234567890Z",
+            "2026-01-08T10:00:00+0200",
+            "2026-01-08T10:00:00+24:00",
+            "2026-01-08T10:00:00Z ",
+            " 2026-01-08",
+            "+2026-01-08",
+            "２０２６-01-08",
+            "9999-12-31T23:00:00-05:00",
+            "0000-01-01T00:00:00+00:01",
+            "2026-01-08Z",
+            "2026-01-08T10:00:00.+01:00",
+            "now",
+            "-001-01-01",
+        ];
+        for text in bad {
+            assert_eq!(read(text), None, "{text:?}");
+        }
     }
 
     #[test]

@@ -1,20 +1,8 @@
--- One page of user $1's tasks, with the number of matches under the same filters.
--- $2 completed filter (NULL = all), $3 text to find in title or description (NULL = any),
--- $4 limit, $5 offset. The ORDER BY comes from db::LIST_TASKS: one statement per order, so
--- that each, prepared once, reads its page from an index in order (ties broken by id in the
--- same direction, so pages never repeat or skip a task). The total (computed once) counts
--- index entries rather than reading every row.
-SELECT id, user_id, title, description, completed, created_at, updated_at,
-       (SELECT count(*)
-        FROM tasks
-        WHERE user_id = $1
-          AND ($2::bool IS NULL OR completed = $2)
-          AND ($3::text IS NULL
-               OR strpos(lower(title), lower($3)) > 0
-               OR strpos(lower(description), lower($3)) > 0)) AS total
-FROM tasks
-WHERE user_id = $1
-  AND ($2::bool IS NULL OR completed = $2)
-  AND ($3::text IS NULL
-       OR strpos(lower(title), lower($3)) > 0
-       OR strpos(lower(description), lower($3)) > 0)
+-- One page of the `matching` tasks (matching.sql), with the number of them. db::LIST_TASKS
+-- puts the CTE in front and the sort's ORDER BY and `LIMIT $10 OFFSET $11` behind: one
+-- statement per sort and direction, so that each, planned once, reads its page from an index
+-- in order (ties broken by id in the same direction: pages never repeat or skip a task).
+SELECT id, user_id, title, description, completed, priority::text, tags, due_date, remind_at,
+       recurrence, created_at, updated_at,
+       (SELECT count(*) FROM matching) AS total
+FROM matching

@@ -219,7 +219,11 @@ fn a_panicking_handler_is_a_json_500_and_the_server_keeps_serving() {
 fn migrations_are_idempotent_and_safe_when_instances_start_at_once() {
     let db = TestDb::new(); // from the migrated template
     let mut client = db.client();
-    client.batch_execute("DROP TABLE tasks, users, schema_migrations").unwrap();
+    client
+        .batch_execute(
+            "DROP TABLE tasks, users, schema_migrations; DROP TYPE task_priority; DROP FUNCTION task_next_due",
+        )
+        .unwrap();
     let url = db.url();
     let starts: Vec<_> = (0..4)
         .map(|_| {

@@ -8,4 +8,5 @@ mod faults;
 mod foundation;
 mod jwks;
 mod outage;
+mod task_fields;
 mod tasks;

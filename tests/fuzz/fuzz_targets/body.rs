@@ -1,7 +1,7 @@
 //! Fuzzes request input validation (`todo_api::tasks`).
 //!
 //! The bytes are a request body, parsed as JSON and validated as a create / replace body
-//! (`fields(.., true)`) and as a patch body (`fields(.., false)`); and, as text (lossily, when
+//! (`fields(.., Body::Create)`) and as a patch body (`fields(.., Body::Update)`); and, as text (lossily, when
 //! not UTF-8), a list query string for `ListQuery::parse`.
 //!
 //! Properties checked, besides "never panics":
@@ -15,7 +15,7 @@
 use libfuzzer_sys::fuzz_target;
 use serde_json::Value;
 use todo_api::error::ApiError;
-use todo_api::tasks::{ListQuery, fields};
+use todo_api::tasks::{Body, ListQuery, fields};
 
 fn assert_validation(error: &ApiError, place: &str) {
     let ApiError::Validation(errors) = error else {
@@ -31,8 +31,8 @@ fn body(data: &[u8]) {
     let Ok(value) = serde_json::from_slice::<Value>(data) else {
         return;
     };
-    let full = fields(&value, true);
-    let partial = fields(&value, false);
+    let full = fields(&value, Body::Create);
+    let partial = fields(&value, Body::Update);
     if let Err(error) = &full {
         assert_validation(error, "body");
     }
