@@ -20,7 +20,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 OUT=target/bench
 LUA=scripts/bench
 SEED_MAX_ID=20000 # ids above this were created by a run (see scripts/bench/seed.sql)
-SCENARIOS=(list get create mixed big mixed1000)
+SCENARIOS=(list tagged get create mixed big mixed1000)
 
 say() { printf '[bench] %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -137,7 +137,7 @@ field() { sed -n "s/.* $1=\([^ ]*\).*/\1/p" <<<" $2"; }
 
 say "checking correctness of every scenario's requests"
 python3 scripts/bench/check.py "$BASE" "$OUT/data.json" >&2 || die "the server answers wrongly: no timing"
-for s in list get create mixed big; do
+for s in list tagged get create mixed big; do
   line=$(wrk_run "$s" 2 1 1 "$OUT/runs/check-$s.txt")
   [ "$(field requests "$line")" -gt 0 ] && [ "$(field non2xx "$line")" = 0 ] &&
     [ "$(field socket_errors "$line")" = 0 ] || die "wrk check of $s: $line"
@@ -146,30 +146,55 @@ reset_writes
 
 # --- floor: the handlers' statements under pgbench ---------------------------------------------
 # statement FILE N=EXPR...: sql/tasks/FILE.sql without its comments, then $TAIL, with each $N
-# replaced.
+# replaced. The list statement is composed as db::LIST_TASKS composes it: matching.sql as a CTE
+# (with $TAGS appended), then list.sql.
+uncommented() { sed -e '/^[[:space:]]*--/d' "sql/tasks/$1.sql"; }
 statement() {
   local file=$1 sub args=()
   shift
   for sub in "$@"; do args+=(-e "s/\\\$${sub%%=*}\\b/${sub#*=}/g"); done
-  { sed -e '/^[[:space:]]*--/d' "sql/tasks/$file.sql"; echo "${TAIL:-}"; } | sed "${args[@]}"
+  {
+    if [ "$file" = list ]; then
+      echo 'WITH matching AS NOT MATERIALIZED ('
+      uncommented matching
+      echo "${TAGS:-})"
+    fi
+    uncommented "$file"
+    echo "${TAIL:-}"
+  } | sed "${args[@]}"
   echo ';'
 }
 USER_EXPR="('bench_u' || :u)" # a random seeded user; task k of bench_u<u> has id (u - 1) * 100 + k
 PICK='\set u random(1, 100)
 \set id (:u - 1) * 100 + random(1, 100)
 \set n random(1, 1000000000)'
-# The handler runs, for a plain first page, list.sql in db::LIST_TASKS's ("created", descending)
-# order, and binds: completed NULL, q NULL, 50, 0.
-FIRST_PAGE=(2=NULL::bool 3=NULL::text 4=50 5=0)
-LIST_TAIL=$'ORDER BY created_at DESC, id DESC\nLIMIT $4 OFFSET $5'
-grep -qF 'list!("created_at DESC, id DESC")' src/db.rs || die "db::LIST_TASKS no longer has the order the floor runs"
+# The handler runs, for a plain first page, the list statement of db::LIST_TASKS's ("created",
+# descending) order, and binds: completed, q, the task-field filters NULL (and the flag saying so
+# false), 50, 0. For the tagged scenario: its ("due_date", ascending) statement with the tag
+# clause, the flag true and the tags {work}.
+FIRST_PAGE=(2=NULL::bool 3=NULL::text 4=false 5=NULL::text 6=NULL::timestamptz 7=NULL::timestamptz 8=false
+  9=NULL::text[] 10=50 11=0)
+TAGGED_PAGE=(2=NULL::bool 3=NULL::text 4=true 5=NULL::text 6=NULL::timestamptz 7=NULL::timestamptz 8=false
+  "9='{work}'::text[]" 10=50 11=0)
+LIST_TAIL=$'ORDER BY created_at DESC, id DESC\nLIMIT $10 OFFSET $11'
+TAGGED_TAIL=$'ORDER BY due_date, id\nLIMIT $10 OFFSET $11'
+for composed in 'sort!("created", true, "created_at DESC, id DESC")' 'sort!("due_date", false, "due_date, id")' \
+  '"  AND tags @> $9\n"' '"WITH matching AS NOT MATERIALIZED (\n"' '"\nLIMIT $10 OFFSET $11"'; do
+  grep -qF "$composed" src/db.rs || die "db::LIST_TASKS no longer composes the statements the floor runs ($composed)"
+done
 { echo "$PICK"; TAIL=$LIST_TAIL statement list 1="$USER_EXPR" "${FIRST_PAGE[@]}"; } >"$OUT/floor/list.sql"
+{ echo "$PICK"; TAGS='  AND tags @> $9' TAIL=$TAGGED_TAIL statement list 1="$USER_EXPR" "${TAGGED_PAGE[@]}"; } \
+  >"$OUT/floor/tagged.sql"
 { echo "$PICK"; TAIL=$LIST_TAIL statement list 1="'bench_big'" "${FIRST_PAGE[@]}"; } >"$OUT/floor/big.sql"
 { echo "$PICK"; statement get 1=:id 2="$USER_EXPR"; } >"$OUT/floor/get.sql"
-{ echo "$PICK"; statement insert 1="$USER_EXPR" 2="('bench task ' || :n)" 3=NULL::text 4=false; } \
-  >"$OUT/floor/create.sql"
-{ echo "$PICK"; statement complete 1=:id 2="$USER_EXPR" 3=NULL::bool; } >"$OUT/floor/toggle.sql"
-{ echo "$PICK"; statement update 1=:id 2="$USER_EXPR" 3="('renamed ' || :n)" 4=false 5=NULL::text 6=NULL::bool; } \
+{ echo "$PICK"; statement insert 1="$USER_EXPR" 2="('bench task ' || :n)" 3=NULL::text 4=false 5="'medium'::text" \
+  "6='{}'::text[]" 7=NULL::timestamptz 8=NULL::timestamptz 9=NULL::text; } >"$OUT/floor/create.sql"
+# Every change is update.sql: the toggle sets only $7 (toggle), PUT only the title.
+UNCHANGED=(5=NULL::text 6=NULL::bool 8=NULL::text 9=NULL::text[] 10=false 11=NULL::timestamptz 12=false
+  13=NULL::timestamptz 14=false 15=NULL::text)
+{ echo "$PICK"; statement update 1=:id 2="$USER_EXPR" 3=NULL::text 4=false 7=true "${UNCHANGED[@]}"; } \
+  >"$OUT/floor/toggle.sql"
+{ echo "$PICK"; statement update 1=:id 2="$USER_EXPR" 3="('renamed ' || :n)" 4=false 7=false "${UNCHANGED[@]}"; } \
   >"$OUT/floor/put.sql"
 grep -q '\$[0-9]' "$OUT"/floor/*.sql && die "a floor script still has a \$n parameter: $(grep -l '\$[0-9]' "$OUT"/floor/*.sql)"
 
@@ -194,7 +219,7 @@ FLOOR_NOTE="PostgreSQL's max_connections is $(db -c 'SHOW max_connections')"
 [ "$FLOOR_CLIENTS" -lt 100 ] && say "WARNING: the floor runs with $FLOOR_CLIENTS clients ($FLOOR_NOTE)"
 
 # Checks that every floor statement hits existing rows (one transaction of each, rolled back).
-for f in list big get toggle put; do
+for f in list tagged big get toggle put; do
   rows=$(sed -e 's/:u\b/7/g; s/:id\b/642/g; s/:n\b/1/g; /^\\set/d' "$OUT/floor/$f.sql" |
     db -c 'BEGIN' -f - -c 'ROLLBACK' | grep -c .) || true
   [ "$rows" -gt 0 ] || die "the floor statement $f returns no row"

@@ -18,6 +18,11 @@ FIELDS = {
     "title": str,
     "description": (str, type(None)),
     "completed": bool,
+    "priority": str,
+    "tags": list,
+    "due_date": (str, type(None)),
+    "remind_at": (str, type(None)),
+    "recurrence": (str, type(None)),
     "created_at": str,
     "updated_at": str,
 }
@@ -67,8 +72,8 @@ def valid_task(task, user, what):
     return ok
 
 
-def check_list(base, user, token, ids, total, what):
-    status, response, body = request(base, "GET", "/api/tasks?limit=50", token)
+def check_list(base, user, token, ids, total, what, path="/api/tasks?limit=50"):
+    status, response, body = request(base, "GET", path, token)
     if not expect(status == 200, f"{what}: status {status}: {body!r}"):
         return
     if not expect(isinstance(body, list) and len(body) == 50, f"{what}: not an array of 50"):
@@ -92,6 +97,14 @@ def main():
 
     for user, token, ids in sample:
         check_list(base, user, token, set(ids), len(ids), f"list as {user}")
+        tagged = [i for i in ids if i % 2 == 0]  # seed.sql tags every even id "work"
+        check_list(base, user, token, set(tagged), len(tagged), f"tagged as {user}",
+                   "/api/tasks?tag=work&sort=due_date&limit=50")
+        _, _, body = request(base, "GET", "/api/tasks?tag=work&sort=due_date&limit=50", token)
+        dues = [t.get("due_date") for t in body or []]
+        expect(all("work" in t.get("tags", []) for t in body or []), f"tagged as {user}: a task without the tag")
+        expect(dues == sorted(d for d in dues if d) + [None] * dues.count(None),
+               f"tagged as {user}: not by due date, undated last: {dues}")
 
         task_id = random.choice(ids)
         status, _, body = request(base, "GET", f"/api/tasks/{task_id}", token)
@@ -135,7 +148,7 @@ def main():
         for p in problems:
             print("  " + p, file=sys.stderr)
         sys.exit(1)
-    print("correctness check passed: list, get, create, toggle, put, big, cross-user 404")
+    print("correctness check passed: list, tagged, get, create, toggle, put, big, cross-user 404")
 
 
 if __name__ == "__main__":

@@ -37,6 +37,11 @@ function list_request(u)
   return wrk.format("GET", "/api/tasks?limit=50", { Authorization = auth[u] })
 end
 
+-- The tagged scenario: a tag filter (half of a user's tasks) sorted by due date.
+function tagged_request(u)
+  return wrk.format("GET", "/api/tasks?tag=work&sort=due_date&limit=50", { Authorization = auth[u] })
+end
+
 function big_request()
   return wrk.format("GET", "/api/tasks?limit=50", { Authorization = big_auth })
 end

@@ -12,7 +12,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-SCENARIOS = ["list", "get", "create", "mixed", "big", "mixed1000"]
+SCENARIOS = ["list", "tagged", "get", "create", "mixed", "big", "mixed1000"]
 
 
 def median(values):

@@ -38,6 +38,21 @@ FROM generate_series(1, 10000) AS k,
      LATERAL (SELECT timestamptz '2025-01-01 00:00:00+00'
                      + make_interval(mins => k * 3)) AS t (ts);
 
+-- The task fields (migration 0002): every 2nd task tagged work (the tagged scenario's filter),
+-- others home, errands or urgent; priorities in turn; four tasks in five have a due date, spread
+-- over a year; every 10th has a reminder.
+UPDATE tasks
+SET tags = ARRAY(SELECT tag FROM unnest(ARRAY[
+               CASE WHEN id % 2 = 0 THEN 'work' END,
+               CASE WHEN id % 10 IN (1, 4, 7) THEN 'home' END,
+               CASE WHEN id % 10 = 3 THEN 'errands' END,
+               CASE WHEN id % 100 = 5 THEN 'urgent' END]) AS tag
+                 WHERE tag IS NOT NULL ORDER BY tag),
+    priority = (ARRAY['low', 'medium', 'high'])[1 + id % 3]::task_priority,
+    due_date = CASE WHEN id % 5 <> 0
+                    THEN timestamptz '2026-06-01 09:00:00+00' + make_interval(hours => (id * 37 % 8760)::int) END,
+    remind_at = CASE WHEN id % 10 = 0 THEN timestamptz '2026-01-01 08:00:00+00' + make_interval(hours => id::int) END;
+
 -- New tasks (the create scenario) get ids after the seeded ones.
 ALTER TABLE tasks ALTER COLUMN id RESTART WITH 20001;
 
