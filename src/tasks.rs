@@ -565,12 +565,20 @@ impl ListQuery {
                 "medium"
             })
         });
+        // A task has at most 20 tags, so more different ones can match nothing.
         let mut tags = Vec::new();
         for raw in query.take_all("tag") {
             match tag(&raw) {
-                Some(tag) if !tags.contains(&tag) => tags.push(tag),
-                Some(_) => {}
-                None => query.error("tag", "must be 1 to 50 characters without control characters", "tag"),
+                Some(tag) if tags.contains(&tag) => {}
+                Some(_) if tags.len() == TAGS_MAX => {
+                    query.error("tag", "must not name more than 20 different tags", "too_long");
+                    break;
+                }
+                Some(tag) => tags.push(tag),
+                None => {
+                    query.error("tag", "must be 1 to 50 characters without control characters", "tag");
+                    break;
+                }
             }
         }
         let due_after = query.instant("due_after");
@@ -818,6 +826,17 @@ mod tests {
         assert_eq!(count("limit=&offset="), 2);
         assert_eq!(count("status=done&status=all"), 1, "one error a parameter");
         assert_eq!(ListQuery::parse("sta%74us=completed").unwrap().status, "completed", "names are decoded");
+        // Tags: repeatable, normalised, counted once; at most 20 different ones.
+        let tags = |raw: &str| ListQuery::parse(raw).map(|q| q.tags);
+        assert_eq!(tags("tag=Work&tag=%20home&tag=work").unwrap(), ["work", "home"]);
+        let twenty: Vec<String> = (0..20).map(|i| format!("tag=t{i}")).collect();
+        assert_eq!(tags(&format!("{}&tag=T0", twenty.join("&"))).unwrap().len(), 20);
+        assert_eq!(count(&format!("{}&tag=t20", twenty.join("&"))), 1);
+        assert_eq!(count("tag=&tag=%07&tag=ok"), 1, "a bad tag is reported once");
+        assert_eq!(count("overdue=yes&due_after=2026-02-30&due_before=x&priority=HIGH&sort=due"), 5);
+        let q = ListQuery::parse("sort=due_date&priority=low&overdue=true&due_before=2026-01-08").unwrap();
+        assert_eq!((q.order, q.priority, q.overdue), ("asc", Some("low"), true));
+        assert_eq!(ListQuery::parse("sort=priority").unwrap().order, "desc");
     }
 
     #[test]
@@ -826,6 +845,13 @@ mod tests {
         assert_eq!(
             q.link("/api/tasks", 20),
             "/api/tasks?status=pending&sort=title&order=asc&q=a%20b%26&limit=10&offset=20"
+        );
+        let q = ListQuery::parse("tag=b%26c&tag=a&due_after=2026-01-08T12:00:00%2B02:00&overdue=true&priority=high")
+            .unwrap();
+        assert_eq!(
+            q.link("/api/u1/tasks", 0),
+            "/api/u1/tasks?status=all&sort=created&order=desc&priority=high&tag=b%26c&tag=a\
+             &due_after=2026-01-08T10%3A00%3A00.000000Z&overdue=true&limit=100&offset=0"
         );
     }
 }
