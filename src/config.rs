@@ -11,6 +11,7 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use crate::jwks::Endpoint;
+use crate::limits::{Net, loopback};
 
 /// The JWT secret must be at least this long (RFC 7518 §3.2: a key as long as the hash).
 pub const MIN_SECRET_BYTES: usize = 32;
@@ -60,6 +61,14 @@ pub struct Config {
     pub jwt_issuer: Option<String>,
     pub jwt_audience: Option<String>,
     pub jwt_leeway_seconds: u64,
+    /// Requests a minute per user or address (`RATE_LIMIT_PER_MINUTE`); 0: no limits.
+    pub rate_per_minute: u32,
+    pub rate_burst: u32,
+    /// Peers whose `X-Forwarded-For` is believed (`TRUSTED_PROXIES`).
+    pub trusted_proxies: Vec<Net>,
+    /// Whether `/metrics` is served (`METRICS`), and to which client addresses (`METRICS_ALLOW`).
+    pub metrics: bool,
+    pub metrics_allow: Vec<Net>,
 }
 
 /// A configuration problem: which variable, and what is wrong with it.
@@ -134,6 +143,15 @@ impl Config {
             jwt_issuer: non_empty(&get, "JWT_ISSUER")?,
             jwt_audience: non_empty(&get, "JWT_AUDIENCE")?,
             jwt_leeway_seconds: number(&get, "JWT_LEEWAY_SECONDS", 30, 0..=3600)?,
+            rate_per_minute: number(&get, "RATE_LIMIT_PER_MINUTE", 600, 0..=1_000_000)?,
+            rate_burst: number(&get, "RATE_LIMIT_BURST", 100, 1..=1_000_000)?,
+            trusted_proxies: networks(&get, "TRUSTED_PROXIES")?.unwrap_or_default(),
+            metrics: match get("METRICS").as_deref().map(str::trim) {
+                None | Some("true") => true,
+                Some("false") => false,
+                Some(_) => return Err(invalid("METRICS", "must be true or false")),
+            },
+            metrics_allow: networks(&get, "METRICS_ALLOW")?.unwrap_or_else(loopback),
         })
     }
 }
@@ -224,6 +242,17 @@ fn non_empty(get: &impl Fn(&str) -> Option<String>, variable: &'static str) -> R
     }
 }
 
+/// A comma-separated list of addresses or networks (`10.0.0.0/8`); `None` when unset.
+fn networks(get: &impl Fn(&str) -> Option<String>, variable: &'static str) -> Result<Option<Vec<Net>>, ConfigError> {
+    let Some(list) = get(variable) else {
+        return Ok(None);
+    };
+    let items = list.split(',').map(str::trim).filter(|item| !item.is_empty());
+    let nets: Option<Vec<Net>> = items.map(Net::parse).collect();
+    nets.map(Some)
+        .ok_or_else(|| invalid(variable, "must be a comma-separated list of IP addresses or networks like 10.0.0.0/8"))
+}
+
 fn origins(list: &str) -> Result<Vec<String>, ConfigError> {
     let origins: Vec<String> = list.split(',').map(str::trim).filter(|o| !o.is_empty()).map(str::to_owned).collect();
     let well_formed =
@@ -261,6 +290,15 @@ mod tests {
         assert_eq!(c.jwt_leeway_seconds, 30);
         assert_eq!(c.prepared_statements, None, "prepared unless a pooler is found");
         assert_eq!((c.jwt_issuer, c.jwt_audience, c.secret_previous), (None, None, None));
+        assert_eq!((c.rate_per_minute, c.rate_burst, c.trusted_proxies), (600, 100, vec![]));
+        assert!(c.metrics);
+        assert_eq!(c.metrics_allow, loopback());
+        let c = config(
+            &[minimal(), vec![("TRUSTED_PROXIES", "10.0.0.0/8, ::1,"), ("METRICS_ALLOW", "0.0.0.0/0")]].concat(),
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies, [Net::parse("10.0.0.0/8").unwrap(), Net::parse("::1").unwrap()]);
+        assert_eq!(c.metrics_allow, [Net::parse("0.0.0.0/0").unwrap()]);
     }
 
     #[test]
@@ -281,6 +319,11 @@ mod tests {
             ("JWT_LEEWAY_SECONDS", "1.5", "JWT_LEEWAY_SECONDS"),
             ("CORS_ORIGINS", "localhost:3000", "CORS_ORIGINS"),
             ("JWT_ISSUER", "", "JWT_ISSUER"),
+            ("RATE_LIMIT_PER_MINUTE", "-1", "RATE_LIMIT_PER_MINUTE"),
+            ("RATE_LIMIT_BURST", "0", "RATE_LIMIT_BURST"),
+            ("TRUSTED_PROXIES", "10.0.0.1, proxy.internal", "TRUSTED_PROXIES"),
+            ("METRICS", "yes", "METRICS"),
+            ("METRICS_ALLOW", "10.0.0.0/40", "METRICS_ALLOW"),
         ];
         for (name, value, expected) in cases {
             let mut vars = minimal();

@@ -38,6 +38,8 @@ pub enum ApiError {
     UnsupportedMediaType,
     InvalidJson,
     Validation(Vec<FieldError>),
+    /// Over the rate limit; the whole seconds until a request is allowed again.
+    RateLimited(u64),
     /// The database is unreachable or no connection freed up in time. Holds the cause, for the log.
     Unavailable(String),
     /// A bug. Holds the cause, for the log.
@@ -78,6 +80,7 @@ impl ApiError {
             ApiError::PayloadTooLarge => (413, "payload_too_large", "Request body is larger than 65536 bytes"),
             ApiError::UnsupportedMediaType => (415, "unsupported_media_type", "Content-Type must be application/json"),
             ApiError::Validation(_) => (422, "validation_error", "Validation failed"),
+            ApiError::RateLimited(_) => (429, "rate_limited", "Too many requests"),
             ApiError::HeadersTooLarge => {
                 (431, "headers_too_large", "Request line and headers are larger than 16384 bytes")
             }
@@ -126,6 +129,7 @@ impl ApiError {
             }
             ApiError::Unauthorized(_) => response = response.with_unique_header("WWW-Authenticate", "Bearer"),
             ApiError::Unavailable(_) => response = response.with_unique_header("Retry-After", RETRY_AFTER_SECONDS),
+            ApiError::RateLimited(wait) => response = response.with_unique_header("Retry-After", wait.to_string()),
             _ => {}
         }
         response

@@ -1,30 +1,36 @@
-//! The request pipeline: the route table, the authentication gate, and the headers every
-//! response carries (request id, nosniff, no-store, CORS).
+//! The request pipeline: the route table, the authentication gate, the rate limits, and the
+//! headers every response carries (request id, nosniff, no-store, CORS); each request is counted
+//! in the metrics here.
 //!
 //! Invariants a reviewer can check in this file alone:
-//! - checks run in the contract's order: route (404/405), token (401), path user (403),
-//!   task id (404), body (413/415/400/422), then the database;
+//! - checks run in the contract's order: route (404/405), rate limit (429), token (401), path
+//!   user (403), task id (404), body (413/415/400/422), then the database;
+//! - the token is verified once, before the rate limit, which counts a request against its user
+//!   when the token is valid and against its client address otherwise; the public routes are
+//!   never limited;
 //! - no `/api/...` handler runs without a `UserId` from the verifier;
 //! - routing looks at the raw path, so `%2F` is never a separator;
 //! - each path's actions are named in one table (`resolve`) and each action has its handler in
 //!   one exhaustive `match` (`dispatch`): an action without a handler does not compile;
 //! - a panic in a handler becomes a JSON 500 and the connection lives on.
 
+use std::net::IpAddr;
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use rouille::{Request, Response};
 
 use crate::App;
-use crate::auth::UserId;
+use crate::auth::{AuthError, UserId};
 use crate::config::Cors;
 use crate::error::ApiError;
+use crate::limits::{Key, Verdict, client_address};
 use crate::wire::{json, percent_decode, request_id};
-use crate::{health, tasks};
+use crate::{health, metrics, tasks};
 
 /// The request headers the API reads, announced to CORS preflights.
 const ALLOW_HEADERS: &str = "Authorization, Content-Type, X-Request-Id";
-const EXPOSE_HEADERS: &str = "X-Total-Count, Link, Location, X-Request-Id";
+const EXPOSE_HEADERS: &str = "X-Total-Count, Link, Location, X-Request-Id, RateLimit, RateLimit-Policy, Retry-After";
 
 /// What a request asks for, once its path and method are known: one per handler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -32,6 +38,7 @@ pub enum Action {
     Health,
     Ready,
     OpenApi,
+    Metrics,
     List,
     Create,
     Get,
@@ -45,14 +52,28 @@ pub enum Action {
 impl Action {
     pub fn method(self) -> &'static str {
         match self {
-            Action::Health | Action::Ready | Action::OpenApi | Action::List | Action::Get | Action::Reminders => "GET",
+            Action::Health
+            | Action::Ready
+            | Action::OpenApi
+            | Action::Metrics
+            | Action::List
+            | Action::Get
+            | Action::Reminders => "GET",
             Action::Create => "POST",
             Action::Replace => "PUT",
             Action::Update | Action::Complete => "PATCH",
             Action::Delete => "DELETE",
         }
     }
+
+    /// Whether the action needs a token, and so counts against a rate limit.
+    pub fn private(self) -> bool {
+        !matches!(self, Action::Health | Action::Ready | Action::OpenApi | Action::Metrics)
+    }
 }
+
+/// What the pipeline learnt of a private action's token: the user, or why there is none.
+pub type Token = Result<UserId, AuthError>;
 
 /// A resolved path: its actions and its raw (still percent-encoded) parameters.
 #[derive(Debug, Clone, Copy)]
@@ -64,6 +85,8 @@ pub struct Route<'a> {
     pub id: Option<&'a str>,
     /// The path without its query string and trailing slash (for `Location` and `Link`).
     pub path: &'a str,
+    /// The path as the metrics count it, one of `metrics::ROUTES`.
+    pub template: &'static str,
 }
 
 impl Route<'_> {
@@ -94,36 +117,47 @@ pub fn resolve(path: &str) -> Option<Route<'_>> {
     if segments.iter().any(|s| s.is_empty()) {
         return None;
     }
-    let (actions, path_user, id): (&'static [Action], _, _) = match segments.as_slice() {
-        ["health"] => (&[Health], None, None),
-        ["health", "ready"] => (&[Ready], None, None),
-        ["openapi.json"] => (&[OpenApi], None, None),
-        ["api", "tasks"] => (TASKS, None, None),
-        ["api", "tasks", "reminders"] => (&[Reminders], None, None),
-        ["api", "tasks", id] => (TASK, None, Some(*id)),
-        ["api", "tasks", id, "complete"] => (&[Complete], None, Some(*id)),
+    let (actions, path_user, id, template): (&'static [Action], _, _, _) = match segments.as_slice() {
+        ["health"] => (&[Health], None, None, "/health"),
+        ["health", "ready"] => (&[Ready], None, None, "/health/ready"),
+        ["metrics"] => (&[Metrics], None, None, "/metrics"),
+        ["openapi.json"] => (&[OpenApi], None, None, "/openapi.json"),
+        ["api", "tasks"] => (TASKS, None, None, "/api/tasks"),
+        ["api", "tasks", "reminders"] => (&[Reminders], None, None, "/api/tasks/reminders"),
+        ["api", "tasks", id] => (TASK, None, Some(*id), "/api/tasks/{id}"),
+        ["api", "tasks", id, "complete"] => (&[Complete], None, Some(*id), "/api/tasks/{id}/complete"),
         ["api", "tasks", ..] => return None,
-        ["api", user, "tasks"] => (TASKS, Some(*user), None),
-        ["api", user, "tasks", "reminders"] => (&[Reminders], Some(*user), None),
-        ["api", user, "tasks", id] => (TASK, Some(*user), Some(*id)),
-        ["api", user, "tasks", id, "complete"] => (&[Complete], Some(*user), Some(*id)),
+        ["api", user, "tasks"] => (TASKS, Some(*user), None, "/api/{user_id}/tasks"),
+        ["api", user, "tasks", "reminders"] => (&[Reminders], Some(*user), None, "/api/{user_id}/tasks/reminders"),
+        ["api", user, "tasks", id] => (TASK, Some(*user), Some(*id), "/api/{user_id}/tasks/{id}"),
+        ["api", user, "tasks", id, "complete"] => {
+            (&[Complete], Some(*user), Some(*id), "/api/{user_id}/tasks/{id}/complete")
+        }
         _ => return None,
     };
-    Some(Route { actions, path_user, id, path: trimmed })
+    Some(Route { actions, path_user, id, path: trimmed, template })
 }
 
-/// What runs a routed request; `dispatch` in production (tests may wrap it).
-pub type Dispatch = fn(&App, &Request, &Route, Action) -> Result<Response, ApiError>;
+/// What runs a routed request; `dispatch` in production (tests may wrap it). The token is
+/// `Some` for private actions.
+pub type Dispatch = fn(&App, &Request, &Route, Action, Option<Token>) -> Result<Response, ApiError>;
 
 /// Every action's handler. The task actions check the token (401), then the path's user (403),
 /// then the id (404): a call's arguments are evaluated left to right, each `?` returning early.
-pub fn dispatch(app: &App, request: &Request, route: &Route, action: Action) -> Result<Response, ApiError> {
-    let user = || authenticate(app, request, route);
+pub fn dispatch(
+    app: &App,
+    request: &Request,
+    route: &Route,
+    action: Action,
+    token: Option<Token>,
+) -> Result<Response, ApiError> {
+    let user = || authorize(token, route);
     let id = || task_id(route.id.unwrap_or_default());
     match action {
         Action::Health => Ok(json(200, &health::Status::ok())),
         Action::Ready => health::ready(app),
         Action::OpenApi => Ok(Response::from_data("application/json", crate::OPENAPI)),
+        Action::Metrics => metrics::page(app, client(app, request)),
         Action::List => tasks::list(app, &user()?, request, route.path),
         Action::Create => tasks::create(app, &user()?, request, &route.collection()),
         Action::Get => tasks::get(app, &user()?, id()?),
@@ -136,22 +170,24 @@ pub fn dispatch(app: &App, request: &Request, route: &Route, action: Action) -> 
 }
 
 /// The token's user, who must be the path's user in the `/api/{user_id}/...` family.
-fn authenticate(app: &App, request: &Request, route: &Route) -> Result<UserId, ApiError> {
-    let user = app.verifier.authenticate(request.header("Authorization"), now()).map_err(ApiError::Unauthorized)?;
+fn authorize(token: Option<Token>, route: &Route) -> Result<UserId, ApiError> {
+    let user = token.unwrap_or(Err(AuthError::Missing)).map_err(ApiError::Unauthorized)?;
     match route.path_user {
         Some(raw) if percent_decode(raw).as_deref() != Some(user.as_str().as_bytes()) => Err(ApiError::Forbidden),
         _ => Ok(user),
     }
 }
 
-/// Every request goes through here: request id, routing, method checks, the handler (with
-/// panics caught), then the headers every response carries and one access-log line.
+/// Every request goes through here: request id, routing, method checks, token and rate limit,
+/// the handler (with panics caught), then the headers every response carries, the metrics and
+/// one access-log line.
 pub fn handle(app: &App, request: &Request, dispatch: Dispatch) -> Response {
     let started = Instant::now();
     let request_id = request_id(request.header("X-Request-Id"));
     let path = request.raw_url().split('?').next().unwrap_or_default();
     let method = request.method();
     let route = resolve(path);
+    let mut limit = None;
     // `Allow` lists the route's methods and `OPTIONS`, which every route answers.
     let result = match route {
         None => Err(ApiError::NotFound("Not found")),
@@ -160,11 +196,23 @@ pub fn handle(app: &App, request: &Request, dispatch: Dispatch) -> Response {
         }
         Some(route) => match route.actions.iter().find(|action| action.method() == method) {
             None => Err(ApiError::MethodNotAllowed(format!("{}, OPTIONS", route.methods()))),
-            Some(&action) => catch_unwind(AssertUnwindSafe(|| dispatch(app, request, &route, action)))
-                .unwrap_or_else(|_| Err(ApiError::Internal("handler panicked".to_owned()))),
+            Some(&action) => {
+                let token = action.private().then(|| verify(app, request));
+                limit = token.as_ref().and_then(|token| rate_limit(app, request, token));
+                match limit {
+                    Some(verdict) if !verdict.allowed => Err(ApiError::RateLimited(verdict.wait)),
+                    _ => catch_unwind(AssertUnwindSafe(|| dispatch(app, request, &route, action, token)))
+                        .unwrap_or_else(|_| Err(ApiError::Internal("handler panicked".to_owned()))),
+                }
+            }
         },
     };
     let mut response = result.unwrap_or_else(|error| error.to_response(&request_id));
+    if let (Some(limiter), Some(verdict)) = (&app.limiter, limit) {
+        response = response
+            .with_unique_header("RateLimit-Policy", format!("\"default\";q={};w=60", limiter.per_minute))
+            .with_unique_header("RateLimit", format!("\"default\";r={};t={}", verdict.remaining, verdict.wait));
+    }
     response = response
         .with_unique_header("X-Request-Id", request_id.clone())
         .with_unique_header("X-Content-Type-Options", "nosniff");
@@ -172,13 +220,40 @@ pub fn handle(app: &App, request: &Request, dispatch: Dispatch) -> Response {
         response = response.with_unique_header("Cache-Control", "no-store");
     }
     response = cors(&app.cors, request, route.as_ref(), response);
-    log::info!(
-        target: "access",
-        "{request_id} {method} {path} {} {:.1}ms",
-        response.status_code,
-        started.elapsed().as_secs_f64() * 1000.0
-    );
+    let took = started.elapsed();
+    app.metrics.request(route.map_or("other", |route| route.template), method, response.status_code, took);
+    log::info!(target: "access", "{request_id} {method} {path} {} {:.1}ms", response.status_code, took.as_secs_f64() * 1000.0);
     response
+}
+
+/// The request's token, verified; rejections are counted by kind.
+fn verify(app: &App, request: &Request) -> Token {
+    let token = app.verifier.authenticate(request.header("Authorization"), now());
+    if let Err(kind) = token {
+        app.metrics.token_rejected(kind);
+    }
+    token
+}
+
+/// Takes a token from the bucket of the request's user, or of its client address when it has
+/// no valid token; `None` when limits are off.
+fn rate_limit(app: &App, request: &Request, token: &Token) -> Option<Verdict> {
+    let limiter = app.limiter.as_ref()?;
+    let key = match token {
+        Ok(user) => Key::User(user.as_str()),
+        Err(_) => Key::Address(client(app, request)),
+    };
+    let verdict = limiter.check(key, Instant::now());
+    if !verdict.allowed {
+        app.metrics.rate_limited();
+    }
+    Some(verdict)
+}
+
+/// The client's address: the peer, or what trusted proxies say it is (`limits::client_address`).
+fn client(app: &App, request: &Request) -> IpAddr {
+    let forwarded = request.headers().filter(|(name, _)| name.eq_ignore_ascii_case("X-Forwarded-For"));
+    client_address(request.remote_addr().ip(), forwarded.map(|(_, value)| value), &app.trusted_proxies)
 }
 
 /// CORS as the contract says: exact origins (or `*`), preflights answered without a token.
@@ -238,6 +313,7 @@ mod tests {
             ("/health//", None),
             ("/health/ready", Some((&[Ready], None, None))),
             ("/openapi.json", Some((&[OpenApi], None, None))),
+            ("/metrics", Some((&[Metrics], None, None))),
             ("/api/tasks", Some((tasks, None, None))),
             ("/api/tasks/", Some((tasks, None, None))),
             ("/api/tasks/7", Some((task, None, Some("7")))),
@@ -260,8 +336,17 @@ mod tests {
             ("http://host/api/tasks", None),
         ];
         for (path, expected) in cases {
-            let got = resolve(path).map(|r| (r.actions, r.path_user, r.id));
+            let route = resolve(path);
+            let got = route.map(|r| (r.actions, r.path_user, r.id));
             assert_eq!(got, *expected, "path {path:?}");
+            if let Some(route) = route {
+                assert!(crate::metrics::ROUTES.contains(&route.template), "{path}: {} is counted", route.template);
+                let shape = route
+                    .template
+                    .replace("{id}", route.id.unwrap_or("-"))
+                    .replace("{user_id}", route.path_user.unwrap_or("-"));
+                assert_eq!(shape, route.path, "{path}: the template is the path's shape");
+            }
         }
     }
 
@@ -288,17 +373,19 @@ mod tests {
             documented.extend(route.actions.iter().map(|action| (*action, route.path_user.is_some())));
         }
         use Action::*;
-        for action in [Health, Ready, OpenApi, List, Create, Get, Replace, Update, Delete, Complete, Reminders] {
+        for action in [Health, Ready, OpenApi, Metrics, List, Create, Get, Replace, Update, Delete, Complete, Reminders]
+        {
             // A new action must be added to the list above, and then to the document.
             match action {
-                Health | Ready | OpenApi | List | Create | Get | Replace | Update | Delete | Complete | Reminders => {}
+                Health | Ready | OpenApi | Metrics | List | Create | Get | Replace | Update | Delete | Complete
+                | Reminders => {}
             }
-            let public = matches!(action, Health | Ready | OpenApi);
+            let public = !action.private();
             for family in if public { &[false][..] } else { &[false, true] } {
                 assert!(documented.contains(&(action, *family)), "{action:?} ({family}) is routed but not documented");
             }
         }
-        assert_eq!(doc["paths"].as_object().unwrap().len(), 11);
+        assert_eq!(doc["paths"].as_object().unwrap().len(), 12);
     }
 
     #[test]

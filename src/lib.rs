@@ -13,16 +13,23 @@ pub mod head;
 pub mod health;
 pub mod http;
 pub mod jwks;
+pub mod limits;
+pub mod metrics;
 pub mod server;
 pub mod tasks;
 pub mod wire;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use crate::auth::Verifier;
 use crate::config::{Config, Cors};
+use crate::error::ApiError;
 use crate::jwks::Jwks;
+use crate::limits::{Limiter, Net};
+use crate::metrics::Metrics;
 use crate::server::{Limits, Server};
 
 /// How long a stop waits for open connections to finish their requests.
@@ -36,6 +43,22 @@ pub struct App {
     pub pool: db::Pool,
     pub verifier: Verifier,
     pub cors: Cors,
+    /// `None` when `RATE_LIMIT_PER_MINUTE=0`.
+    pub limiter: Option<Limiter>,
+    pub trusted_proxies: Vec<Net>,
+    pub metrics: Arc<Metrics>,
+    /// Who may read `/metrics`; `None` when `METRICS=false`.
+    pub metrics_allow: Option<Vec<Net>>,
+}
+
+impl App {
+    /// A pooled database connection (503 when none frees up in time); waiters are counted.
+    pub fn connection(&self) -> Result<r2d2::PooledConnection<db::Manager>, ApiError> {
+        self.metrics.pool_waiting.fetch_add(1, Ordering::Relaxed);
+        let connection = self.pool.get();
+        self.metrics.pool_waiting.fetch_sub(1, Ordering::Relaxed);
+        Ok(connection?)
+    }
 }
 
 /// A server that is accepting requests on `addr`; stopped when dropped.
@@ -83,7 +106,12 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
             }
         },
         cors: config.cors.clone(),
+        limiter: (config.rate_per_minute > 0).then(|| Limiter::new(config.rate_per_minute, config.rate_burst)),
+        trusted_proxies: config.trusted_proxies.clone(),
+        metrics: Arc::new(Metrics::default()),
+        metrics_allow: config.metrics.then(|| config.metrics_allow.clone()),
     };
+    let metrics = Arc::clone(&app.metrics);
     let listener = server::listen(&config.host, config.port)
         .map_err(|e| format!("cannot listen on {}:{} (HOST, PORT): {e}", config.host, config.port))?;
     // Besides client connections: four per database connection (its socket, and its client's
@@ -96,8 +124,9 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
         idle_timeout: config.idle_timeout,
         request_timeout: config.request_timeout,
     };
-    let server = Server::start(listener, limits, Box::new(move |request| http::handle(&app, request, dispatch)))
-        .map_err(|e| format!("cannot start the server: {e}"))?;
+    let server =
+        Server::start(listener, limits, metrics, Box::new(move |request| http::handle(&app, request, dispatch)))
+            .map_err(|e| format!("cannot start the server: {e}"))?;
     log::info!("listening on http://{}", server.addr());
     Ok(Running { addr: server.addr(), server })
 }

@@ -26,7 +26,7 @@ use std::collections::VecDeque;
 use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
@@ -36,6 +36,7 @@ use rouille::{Request, Response};
 use crate::chunked::Chunked;
 use crate::error::ApiError;
 use crate::head::{self, Body, Head};
+use crate::metrics::Metrics;
 use crate::wire::{BODY_LIMIT, http_date, request_id};
 
 /// How often a blocked read or write wakes to check its deadline and the stop flag.
@@ -72,15 +73,16 @@ struct Shared {
     /// Signalled when a request is queued, or when the workers are to stop.
     queued: Condvar,
     stopping: AtomicBool,
-    open: AtomicUsize,
+    /// Counts open connections (`open_connections`) and the transport's refusals.
+    metrics: Arc<Metrics>,
 }
 
 impl Server {
-    pub fn start(listener: TcpListener, limits: Limits, handler: Handler) -> io::Result<Server> {
+    pub fn start(listener: TcpListener, limits: Limits, metrics: Arc<Metrics>, handler: Handler) -> io::Result<Server> {
         let addr = listener.local_addr()?;
         let queue = Mutex::new(Queue { jobs: VecDeque::new(), idle: 0, stop: false });
         let stopping = AtomicBool::new(false);
-        let shared = Arc::new(Shared { limits, handler, queue, queued: Condvar::new(), stopping, open: 0.into() });
+        let shared = Arc::new(Shared { limits, handler, queue, queued: Condvar::new(), stopping, metrics });
         for _ in 0..limits.workers.max(1) {
             let working = Arc::clone(&shared);
             thread::Builder::new().name("worker".to_owned()).spawn(move || work(&working))?;
@@ -103,13 +105,13 @@ impl Server {
             let _ = thread.join(); // within a TICK: accept() times out that often
         }
         let deadline = Instant::now() + drain;
-        while self.shared.open.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
+        while self.shared.metrics.open_connections.load(Ordering::SeqCst) > 0 && Instant::now() < deadline {
             thread::sleep(Duration::from_millis(20));
         }
         // The workers end once the queue is empty (one stuck on the database ends with it).
         lock(&self.shared.queue).stop = true;
         self.shared.queued.notify_all();
-        self.shared.open.load(Ordering::SeqCst) == 0
+        self.shared.metrics.open_connections.load(Ordering::SeqCst) == 0
     }
 }
 
@@ -171,15 +173,16 @@ fn accept_loop(listener: &TcpListener, shared: &Arc<Shared>) {
             }
         };
         let max = shared.limits.max_connections;
-        if shared.open.load(Ordering::SeqCst) >= max {
+        if shared.metrics.open_connections.load(Ordering::SeqCst) >= max {
             // What the client sent already is read first: closed unread, it would reset the 503.
             let _ = stream.set_read_timeout(Some(Duration::from_millis(1)));
             let _ = stream.set_write_timeout(Some(Duration::from_millis(100)));
             let _ = (&stream).read(&mut [0; CHUNK]);
-            refuse(&stream, &ApiError::Unavailable(format!("connection refused: {max} connections open")), None, false);
+            let refused = ApiError::Unavailable(format!("connection refused: {max} connections open"));
+            refuse(&stream, &shared.metrics, &refused, None, false);
             continue;
         }
-        shared.open.fetch_add(1, Ordering::SeqCst);
+        shared.metrics.open_connections.fetch_add(1, Ordering::SeqCst);
         let counted = Counted(Arc::clone(shared));
         let spawned =
             thread::Builder::new().name("connection".to_owned()).stack_size(CONNECTION_STACK).spawn(move || {
@@ -196,7 +199,7 @@ struct Counted(Arc<Shared>);
 
 impl Drop for Counted {
     fn drop(&mut self) {
-        self.0.open.fetch_sub(1, Ordering::SeqCst);
+        self.0.metrics.open_connections.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -240,9 +243,10 @@ impl Connection<'_> {
         match end {
             None => {}
             Some(End::Quiet) => return,
-            Some(End::Refuse(error)) => refuse(&self.stream, &error, None, false),
+            Some(End::Refuse(error)) => refuse(&self.stream, &self.shared.metrics, &error, None, false),
             Some(End::Busy { id, head_method, cause }) => {
-                refuse(&self.stream, &ApiError::Unavailable(cause.to_owned()), Some(&id), head_method);
+                let busy = ApiError::Unavailable(cause.to_owned());
+                refuse(&self.stream, &self.shared.metrics, &busy, Some(&id), head_method);
             }
             Some(End::Cut(why)) => return log::warn!("connection cut off: {why}"),
             Some(End::Gone(e)) => return log::debug!("connection ended: {e}"),
@@ -423,7 +427,8 @@ impl Connection<'_> {
 
 /// The transport's own answer to a request it will not pass on; the connection closes after it.
 /// `given` is the request's `X-Request-Id`, when its head was read.
-fn refuse(stream: &TcpStream, error: &ApiError, given: Option<&str>, head_method: bool) {
+fn refuse(stream: &TcpStream, metrics: &Metrics, error: &ApiError, given: Option<&str>, head_method: bool) {
+    metrics.refused(error.status());
     let id = request_id(given);
     let response = error.to_response(&id).with_unique_header("X-Request-Id", id);
     let response = response.with_unique_header("X-Content-Type-Options", "nosniff");

@@ -272,7 +272,7 @@ fn required_body(request: &Request) -> Result<Value, ApiError> {
 /// Runs one statement on one task: its row, or `None` when the caller has no such task. A
 /// write that would leave a recurring task without a due date is the client's error (422).
 fn one(app: &App, sql: Sql, params: &Params) -> Result<Option<Row>, ApiError> {
-    let mut conn = app.pool.get()?;
+    let mut conn = app.connection()?;
     match conn.query(sql, params) {
         Ok(rows) => Ok(rows.into_iter().next()),
         Err(e) if e.as_db_error().and_then(|db| db.constraint()) == Some(RECURRENCE_NEEDS_DUE) => {
@@ -698,7 +698,7 @@ fn page(
         params.extend([(&limit as &(dyn ToSql + Sync), Type::INT8), (&offset, Type::INT8)]);
         conn.query(sql, &params)
     }
-    let mut conn = app.pool.get()?;
+    let mut conn = app.connection()?;
     let rows = run(&mut conn, sql, filters, limit, offset)?;
     let total: i64 = match rows.first() {
         Some(row) => row.try_get(12)?,

@@ -11,7 +11,7 @@ use rouille::{Request, Response};
 use serde_json::json;
 use todo_api::App;
 use todo_api::error::ApiError;
-use todo_api::http::{self, Action, Route};
+use todo_api::http::{self, Action, Route, Token};
 
 use crate::common::*;
 
@@ -298,7 +298,7 @@ fn a_slow_reader_holds_no_worker_and_is_cut_off_at_the_deadline() {
 }
 
 /// A handler that answers with the request headers it was given.
-fn echo_headers(_: &App, request: &Request, _: &Route, _: Action) -> Result<Response, ApiError> {
+fn echo_headers(_: &App, request: &Request, _: &Route, _: Action, _: Option<Token>) -> Result<Response, ApiError> {
     let headers: Vec<(&str, &str)> = request.headers().collect();
     Ok(Response::json(&headers))
 }

@@ -8,7 +8,7 @@ use rouille::{Request, Response};
 use serde_json::json;
 use todo_api::App;
 use todo_api::error::ApiError;
-use todo_api::http::{self, Action, Route};
+use todo_api::http::{self, Action, Route, Token};
 
 use crate::common::*;
 
@@ -197,11 +197,17 @@ fn a_body_over_64_kib_is_413_and_exactly_64_kib_is_read() {
     assert_ne!(reply.status, 413);
 }
 
-fn panicking(app: &App, request: &Request, route: &Route, action: Action) -> Result<Response, ApiError> {
+fn panicking(
+    app: &App,
+    request: &Request,
+    route: &Route,
+    action: Action,
+    token: Option<Token>,
+) -> Result<Response, ApiError> {
     if request.raw_query_string() == "panic" {
         panic!("a bug in a handler");
     }
-    http::dispatch(app, request, route, action)
+    http::dispatch(app, request, route, action, token)
 }
 
 #[test]

@@ -7,6 +7,8 @@ mod connections;
 mod faults;
 mod foundation;
 mod jwks;
+mod limits;
+mod metrics;
 mod outage;
 mod task_fields;
 mod tasks;
