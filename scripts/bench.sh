@@ -4,10 +4,15 @@
 #
 #   scripts/bench.sh
 #
-# BENCH_SECONDS (10) per run, BENCH_ROUNDS (3), BENCH_PORT (a free one), BENCH_BIN (another build
+# BENCH_SECONDS (10) per run, BENCH_ROUNDS (3), BENCH_SCENARIOS (all; e.g. "unlimited limited"),
+# BENCH_PORT (a free one), BENCH_BIN (another build
 # of the server to measure instead, e.g. an earlier commit's, against the same floor). Server
 # settings in the environment pass through, e.g. `WORKERS=64 DB_POOL_SIZE=8 scripts/bench.sh`;
-# otherwise the server runs with its defaults.
+# otherwise the server runs with its defaults, but rate limits off (RATE_LIMIT_PER_MINUTE=0:
+# a hundred users at thousands of requests a second are far over the default 600 a minute).
+# The limiter's cost: `unlimited` and `limited` are `get` against a second server started for
+# the run and warmed up, with limits off, then on and out of reach (every request through the
+# limiter, none refused); the same in all but the limits, one right after the other.
 # PostgreSQL: $PG_URL, else 127.0.0.1:5432, else a throwaway cluster under target/pg-bench
 # (scripts/pg.sh). Output: a Markdown table on stdout and target/bench/results.md;
 # raw wrk/pgbench outputs in target/bench/runs/, the server's log in target/bench/server.log.
@@ -20,7 +25,7 @@ ROUNDS=${BENCH_ROUNDS:-3}
 OUT=target/bench
 LUA=scripts/bench
 SEED_MAX_ID=20000 # ids above this were created by a run (see scripts/bench/seed.sql)
-SCENARIOS=(list tagged get create mixed big mixed1000)
+read -r -a SCENARIOS <<<"${BENCH_SCENARIOS:-list tagged get unlimited limited create mixed big mixed1000}"
 
 say() { printf '[bench] %s\n' "$*" >&2; }
 die() { say "ERROR: $*"; exit 1; }
@@ -68,12 +73,18 @@ BASE=http://127.0.0.1:$PORT
 SERVER_PID=
 
 HELLO_PID=
+LIMITED_PID=
+# stop PID: stops a server, waiting up to 10 s for it to finish.
+stop() {
+  kill -TERM "$1" 2>/dev/null || true
+  for _ in $(seq 100); do kill -0 "$1" 2>/dev/null || break; sleep 0.1; done
+  kill -KILL "$1" 2>/dev/null || true
+}
 stop_server() {
   [ -n "$HELLO_PID" ] && { kill "$HELLO_PID" 2>/dev/null || true; HELLO_PID=; }
+  [ -n "$LIMITED_PID" ] && { stop "$LIMITED_PID"; LIMITED_PID=; }
   [ -n "$SERVER_PID" ] || return 0
-  kill -TERM "$SERVER_PID" 2>/dev/null || true
-  for _ in $(seq 100); do kill -0 "$SERVER_PID" 2>/dev/null || break; sleep 0.1; done
-  kill -KILL "$SERVER_PID" 2>/dev/null || true
+  stop "$SERVER_PID"
   SERVER_PID=
 }
 # pg.sh may have set an EXIT trap that stops its throwaway cluster: keep running it after ours.
@@ -82,21 +93,31 @@ if [ -n "$(trap -p EXIT)" ]; then eval "set -- $(trap -p EXIT)"; PG_ON_EXIT=$3; 
 trap 'stop_server; eval "$PG_ON_EXIT"' EXIT
 trap 'exit 130' INT TERM
 
-# Run from target/bench so that a developer's .env cannot change the configuration; the
-# default log level (info, one access line per request) as in production.
-say "starting the server on $BASE (it migrates todo_bench)"
-(
+# run_api PORT VAR=VALUE...: runs the server with those settings added, from target/bench so
+# that a developer's .env cannot change the configuration; the default log level (info, one
+# access line per request) as in production. Run it in the background.
+run_api() {
+  local port=$1
+  shift
   cd "$OUT" && exec env -u RUST_LOG -u JWT_ISSUER -u JWT_AUDIENCE -u BETTER_AUTH_SECRET_PREVIOUS \
     DATABASE_URL="$DB_URL" DATABASE_MIGRATION_URL="$DB_URL" BETTER_AUTH_SECRET="$SECRET" \
-    HOST=127.0.0.1 PORT="$PORT" "${BENCH_BIN:-$ROOT/target/release/todo-api}"
-) >"$OUT/server.log" 2>&1 &
+    HOST=127.0.0.1 PORT="$port" "$@" "${BENCH_BIN:-$ROOT/target/release/todo-api}"
+}
+# wait_ready URL PID LOG: until the server answers /health/ready (30 s at most).
+wait_ready() {
+  for _ in $(seq 300); do
+    curl -fs "$1/health/ready" >/dev/null 2>&1 && return
+    kill -0 "$2" 2>/dev/null || { cat "$3" >&2; die "the server exited"; }
+    sleep 0.1
+  done
+  die "the server is not ready after 30 s"
+}
+say "starting the server on $BASE (it migrates todo_bench)"
+(run_api "$PORT" RATE_LIMIT_PER_MINUTE="${RATE_LIMIT_PER_MINUTE:-0}") >"$OUT/server.log" 2>&1 &
 SERVER_PID=$!
-for _ in $(seq 300); do
-  curl -fs "$BASE/health/ready" >/dev/null 2>&1 && break
-  kill -0 "$SERVER_PID" 2>/dev/null || { cat "$OUT/server.log" >&2; die "the server exited"; }
-  sleep 0.1
-done
-curl -fs "$BASE/health/ready" >/dev/null || die "the server is not ready after 30 s"
+wait_ready "$BASE" "$SERVER_PID" "$OUT/server.log"
+LIMITED_PORT=$(python3 -c 'import socket
+s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 
 HELLO_PORT=$(python3 -c 'import socket
 s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
@@ -121,7 +142,7 @@ reset_writes() {
 }
 
 # --- load generators -------------------------------------------------------------------------
-script_of() { case $1 in mixed1000) echo mixed ;; *) echo "$1" ;; esac; }
+script_of() { case $1 in mixed1000) echo mixed ;; limited | unlimited) echo get ;; *) echo "$1" ;; esac; }
 connections_of() { case $1 in mixed1000) echo 1000 ;; *) echo 100 ;; esac; }
 writes() { case $1 in create | mixed | mixed1000) return 0 ;; *) return 1 ;; esac; }
 
@@ -129,7 +150,7 @@ writes() { case $1 in create | mixed | mixed1000) return 0 ;; *) return 1 ;; esa
 wrk_run() {
   local extra=()
   [ "$2" -ge 1000 ] && extra=(--timeout 5s)
-  wrk -t"$4" -c"$2" -d"$3s" --latency "${extra[@]}" -s "$LUA/$(script_of "$1").lua" "$BASE" >"$5" 2>&1 ||
+  wrk -t"$4" -c"$2" -d"$3s" --latency "${extra[@]}" -s "$LUA/$(script_of "$1").lua" "${TARGET:-$BASE}" >"$5" 2>&1 ||
     die "wrk failed for $1: $(tail -3 "$5")"
   grep '^BENCH_RESULT' "$5" || die "no result line from wrk for $1 (see $5)"
 }
@@ -311,13 +332,29 @@ for round in $(seq "$ROUNDS"); do
     say "round $round/$ROUNDS: $s, API at $conns connections"
     sampler=
     if [ "$s" = mixed1000 ]; then sample_rss "$OUT/rss-$round" & sampler=$!; fi
+    pid=$SERVER_PID TARGET=$BASE
+    if [ "$s" = limited ] || [ "$s" = unlimited ]; then
+      rate=1000000
+      [ "$s" = unlimited ] && rate=0
+      (run_api "$LIMITED_PORT" RATE_LIMIT_PER_MINUTE=$rate RATE_LIMIT_BURST=1000000) >>"$OUT/limited.log" 2>&1 &
+      LIMITED_PID=$! TARGET=http://127.0.0.1:$LIMITED_PORT
+      pid=$LIMITED_PID
+      wait_ready "$TARGET" "$pid" "$OUT/limited.log"
+      # As warm as the main server: its pool grown, its statements prepared.
+      TARGET=$TARGET wrk_run "$s" "$conns" 2 2 "$OUT/runs/r$round-$s-warmup.txt" >/dev/null
+    fi
     backend_ticks >"$OUT/backends-before"
-    server_cpu=$(cpu_ticks "$SERVER_PID")
-    line=$(wrk_run "$s" "$conns" "$DURATION" 2 "$OUT/runs/r$round-$s-api.txt")
-    server_cpu=$(($(cpu_ticks "$SERVER_PID") - server_cpu))
+    server_cpu=$(cpu_ticks "$pid")
+    line=$(TARGET=$TARGET wrk_run "$s" "$conns" "$DURATION" 2 "$OUT/runs/r$round-$s-api.txt")
+    server_cpu=$(($(cpu_ticks "$pid") - server_cpu))
     pg_cpu=$(backend_ticks_since "$OUT/backends-before")
     [ -n "$sampler" ] && { kill "$sampler" 2>/dev/null || true; wait "$sampler" 2>/dev/null || true; }
-    kill -0 "$SERVER_PID" 2>/dev/null || { tail -20 "$OUT/server.log" >&2; die "the server died during $s"; }
+    kill -0 "$pid" 2>/dev/null || { tail -20 "$OUT/server.log" >&2; die "the server died during $s"; }
+    if [ "$s" = limited ] || [ "$s" = unlimited ]; then
+      grep -q ' 429 ' "$OUT/limited.log" && die "the limited server refused requests: limits were in reach"
+      stop "$LIMITED_PID"
+      LIMITED_PID=
+    fi
     requests=$(field requests "$line")
     printf '%s\t%s\tapi\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$round" "$s" "$conns" \
       "$(field rps "$line")" "$(field p50_ms "$line")" "$(field p95_ms "$line")" \
@@ -326,6 +363,7 @@ for round in $(seq "$ROUNDS"); do
     say "  ${line#BENCH_RESULT } cpu_us_per_request: server=$(per_request "$server_cpu" "$requests") postgres=$(per_request "$pg_cpu" "$requests")"
     if writes "$s"; then reset_writes; fi
 
+    [ "$s" = limited ] || [ "$s" = unlimited ] && continue # their floor is get's
     say "round $round/$ROUNDS: $s, floor at $FLOOR_CLIENTS clients"
     floor_run "$s" "$OUT/runs/r$round-$s-floor.txt"
     printf '%s\t%s\tfloor\t%s\t%s\n' "$round" "$s" "$FLOOR_CLIENTS" "${tps:-nan}" >>"$RESULTS"

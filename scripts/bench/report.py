@@ -12,7 +12,7 @@ import statistics
 import sys
 from collections import defaultdict
 
-SCENARIOS = ["list", "tagged", "get", "create", "mixed", "big", "mixed1000"]
+SCENARIOS = ["list", "tagged", "get", "unlimited", "limited", "create", "mixed", "big", "mixed1000"]
 
 
 def median(values):
@@ -72,6 +72,18 @@ def main():
         ratio = rps / tps if tps and not math.isnan(tps) else math.nan
         out.append(f"| {scenario} | {api_conns[scenario]} | {fmt(rps)} | {fmt(p50, 2)} | {fmt(p95, 2)} "
                    f"| {fmt(p99, 2)} | {non2xx} | {sockets} | {floor_cell} | {fmt(ratio, 2)} |")
+    if "limited" in api and "unlimited" in api:
+        # The limiter's cost: in each round, `get` with limits on against `get` with limits off.
+        pairs = list(zip(api["unlimited"], api["limited"]))
+        ratios = [on[0] / off[0] for off, on in pairs if off[0]]
+        cpu = [(off[6], on[6]) for off, on in pairs]
+        out.append("")
+        out.append(f"`unlimited` and `limited` are `get` against a second server started for the run, "
+                   f"warmed up, with rate limits off, then on and out of reach (RATE_LIMIT_PER_MINUTE=1000000: "
+                   f"every request through the limiter, none refused); the other scenarios run with limits "
+                   f"off. Limits on / off, `get` req/s: "
+                   f"{fmt(median(ratios), 3)} (per round: {', '.join(fmt(r, 3) for r in ratios)}); server CPU "
+                   f"µs per request on / off: {', '.join(f'{fmt(on)} / {fmt(off)}' for off, on in cpu)}.")
     out.append("")
     out.append(f"Medians over {rounds} round(s) of {meta.get('seconds', '?')} s per run, API and floor "
                "interleaved; non-2xx and socket errors are totals over all rounds. The floor is pgbench "
