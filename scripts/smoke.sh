@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Smoke test of a running deployment: health, then the whole life of one recurring task under a
-# throwaway user (its fields, a tag filter, its reminder, its next occurrence), then one 401 and
-# one 403. Prints one line per step and stops at the first surprise,
+# throwaway user (its fields, a tag filter, its reminder, its next occurrence, the rate-limit
+# fields on its responses, /metrics counting them), then one 401 and one 403. Prints one line per step and stops at the first surprise,
 # showing the response body of the failing step.
 #
 #   BETTER_AUTH_SECRET=<the server's secret> scripts/smoke.sh https://api.example.com
@@ -148,6 +148,31 @@ expect_status 200
 expect_header X-Total-Count 1
 expect_body "\"id\":$task_id,"
 pass
+
+# The list's response again: with limits on, both IETF fields; with RATE_LIMIT_PER_MINUTE=0, neither.
+name=rate-limit
+if [ -n "$(header RateLimit-Policy)" ]; then
+  [[ $(header RateLimit-Policy) =~ ^\"default\"\;q=[0-9]+\;w=60$ ]] ||
+    fail "RateLimit-Policy: $(header RateLimit-Policy)"
+  [[ $(header RateLimit) =~ ^\"default\"\;r=[0-9]+\;t=[0-9]+$ ]] || fail "RateLimit: $(header RateLimit)"
+  printf '%-18s %s OK (%s; %s)\n' "$name" "$status" "$(header RateLimit-Policy)" "$(header RateLimit)"
+else
+  [ -z "$(header RateLimit)" ] || fail "RateLimit without RateLimit-Policy"
+  printf '%-18s %s OK (limits off)\n' "$name" "$status"
+fi
+
+# Served only to METRICS_ALLOW (default loopback): from elsewhere a 404 is the right answer.
+call metrics GET /metrics
+if [ "$status" = 404 ]; then
+  printf '%-18s %s OK (not served to this address)\n' "$name" "$status"
+else
+  expect_status 200
+  expect_header Content-Type "text/plain; version=0.0.4; charset=utf-8"
+  expect_body '# TYPE todo_api_requests_total counter'
+  expect_body 'todo_api_requests_total{route="/api/tasks",method="GET",status="2xx"}'
+  expect_body 'todo_api_build_info{version="'
+  pass
+fi
 
 call filter GET "/api/tasks?tag=smoke&priority=high&sort=due_date" "${auth[@]}"
 expect_status 200

@@ -464,5 +464,8 @@ fn the_operators_smoke_script_passes() {
         .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}\n{}", String::from_utf8_lossy(&output.stderr));
-    assert!(stdout.contains("all 15 steps passed"), "{stdout}");
+    assert!(stdout.contains("all 16 steps passed"), "{stdout}");
+    // The test server's limits are on (out of reach) and /metrics is served to loopback.
+    assert!(stdout.contains("rate-limit         200 OK (\"default\";q=1000000;w=60;"), "{stdout}");
+    assert!(stdout.contains("metrics            200 OK"), "{stdout}");
 }
