@@ -146,7 +146,10 @@ fn cors_headers_go_to_allowed_origins_only() {
     let reply = app.call("GET", "/api/tasks").header("Origin", "http://localhost:3000").send();
     assert_eq!(reply.status, 401);
     assert_eq!(reply.header("Access-Control-Allow-Origin"), Some("http://localhost:3000"));
-    assert_eq!(reply.header("Access-Control-Expose-Headers"), Some("X-Total-Count, Link, Location, X-Request-Id"));
+    assert_eq!(
+        reply.header("Access-Control-Expose-Headers"),
+        Some("X-Total-Count, Link, Location, X-Request-Id, RateLimit, RateLimit-Policy, Retry-After")
+    );
     assert_eq!(reply.headers_named("Vary"), vec!["Origin"]);
 
     let reply = app.call("GET", "/api/tasks").header("Origin", "https://evil.example").send();
