@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::io::{ErrorKind, Read, Write};
 use std::net::{IpAddr, TcpStream, ToSocketAddrs};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::{Arc, Condvar, Mutex, PoisonError, Weak};
 use std::time::{Duration, Instant};
 
 use base64::Engine as _;
@@ -37,6 +37,8 @@ use openssl::sign::{RsaPssSaltlen, Verifier};
 use openssl::ssl::{SslConnector, SslMethod};
 use serde::Deserialize;
 use serde_json::Value;
+
+use crate::lock;
 
 /// How long a verification may wait for a refetch.
 const WAIT: Duration = Duration::from_secs(2);
@@ -320,10 +322,6 @@ struct State {
     fetching: bool,
     ended: u64,
     wanted: bool,
-}
-
-fn lock(state: &Mutex<State>) -> MutexGuard<'_, State> {
-    state.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 impl Jwks {

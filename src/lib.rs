@@ -20,8 +20,8 @@ pub mod tasks;
 pub mod wire;
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use crate::auth::Verifier;
@@ -37,6 +37,12 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The OpenAPI 3.1 document served at `/openapi.json`.
 pub const OPENAPI: &str = include_str!("openapi.json");
+
+/// Locks a mutex, and takes over one a panic left poisoned: no lock here guards data a panic
+/// could leave half-changed (each holder makes its change in one step).
+pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
 
 /// What every request handler shares.
 pub struct App {

@@ -15,8 +15,10 @@
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
 use std::net::{IpAddr, Ipv6Addr};
-use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::sync::Mutex;
 use std::time::Instant;
+
+use crate::lock;
 
 /// Shards of the bucket table; each has a lock of its own.
 const SHARDS: usize = 64;
@@ -168,10 +170,6 @@ pub fn client_address<'a>(peer: IpAddr, forwarded: impl Iterator<Item = &'a str>
         }
     }
     client
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]

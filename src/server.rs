@@ -27,7 +27,7 @@ use std::io::{self, ErrorKind, IoSlice, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
 use std::thread::{self, JoinHandle};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -36,6 +36,7 @@ use rouille::{Request, Response};
 use crate::chunked::Chunked;
 use crate::error::ApiError;
 use crate::head::{self, Body, Head};
+use crate::lock;
 use crate::metrics::Metrics;
 use crate::wire::{BODY_LIMIT, http_date, request_id};
 
@@ -576,10 +577,6 @@ fn work(shared: &Shared) {
         *lock(&job.answer.slot) = Some(response);
         job.answer.done.notify_one();
     }
-}
-
-fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
 #[cfg(test)]
