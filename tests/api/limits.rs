@@ -132,3 +132,37 @@ fn the_defaults_allow_a_burst_of_100_then_ten_a_second() {
     assert!(ok < 150, "some were limited");
     assert_eq!(app.get("/api/tasks", "u2").header("RateLimit-Policy"), Some("\"default\";q=600;w=60"));
 }
+
+/// Many users at once, two connections each: every user gets exactly their burst, whatever the
+/// others do (buckets are per user, whichever shard and thread a request lands on).
+#[test]
+fn concurrent_users_each_get_exactly_their_burst() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", "1"), ("RATE_LIMIT_BURST", "10")], dispatch);
+    let allowed: Vec<(String, usize)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..32)
+            .map(|i| {
+                let (app, user) = (&app, format!("user-{}", i / 2));
+                scope.spawn(move || {
+                    let mut client = Client::connect(app.addr);
+                    let request =
+                        request("GET", "/api/tasks", &format!("Authorization: Bearer {}\r\n", token(&user)), None);
+                    let mut ok = 0;
+                    for _ in 0..15 {
+                        client.send(&request);
+                        match client.response(false).unwrap().status {
+                            200 => ok += 1,
+                            status => assert_eq!(status, 429),
+                        }
+                    }
+                    (user, ok)
+                })
+            })
+            .collect();
+        threads.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    for user in 0..16 {
+        let name = format!("user-{user}");
+        let total: usize = allowed.iter().filter(|(u, _)| *u == name).map(|(_, ok)| ok).sum();
+        assert_eq!(total, 10, "{name}: {allowed:?}");
+    }
+}
