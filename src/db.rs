@@ -301,10 +301,7 @@ fn pooled(config: &postgres::Config, tls: &MakeTlsConnector) -> Result<bool, pos
 /// Applies the migrations not yet applied, all in one transaction under an advisory lock,
 /// so that several instances starting at once apply each file exactly once.
 pub fn migrate(client: &mut Client) -> Result<(), String> {
-    let fail = |what: &str, e: postgres::Error| {
-        let cause = e.as_db_error().map_or_else(|| e.to_string(), ToString::to_string);
-        format!("migration failed: {what}: {cause}")
-    };
+    let fail = |what: &str, e: postgres::Error| format!("migration failed: {what}: {}", crate::error::db_cause(&e));
     let mut tx = client.transaction().map_err(|e| fail("begin", e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(|e| fail("lock", e))?;
     // "relation already exists, skipping" on every start after the first is noise.
