@@ -92,7 +92,8 @@ pub const LIST_TASKS: [(&str, bool, Sql, Sql); 10] = [
 pub const ALL: &[Sql] = &[READY, INSERT_TASK, GET_TASK, UPDATE_TASK, DELETE_TASK, REMINDERS];
 
 /// Schema migrations, applied in this order.
-pub const MIGRATIONS: &[Sql] = &[sql!("migrations/0001_init.sql"), sql!("migrations/0002_task_fields.sql")];
+pub const MIGRATIONS: &[Sql] =
+    &[sql!("migrations/0001_init.sql"), sql!("migrations/0002_task_fields.sql"), sql!("migrations/0003_text_rule.sql")];
 
 /// Key of the advisory lock that serialises migrations across instances ("todo-api" in ASCII).
 const MIGRATION_LOCK: i64 = 0x746f_646f_2d61_7069;
