@@ -92,7 +92,8 @@ pub const LIST_TASKS: [(&str, bool, Sql, Sql); 10] = [
 pub const ALL: &[Sql] = &[READY, INSERT_TASK, GET_TASK, UPDATE_TASK, DELETE_TASK, REMINDERS];
 
 /// Schema migrations, applied in this order.
-pub const MIGRATIONS: &[Sql] = &[sql!("migrations/0001_init.sql"), sql!("migrations/0002_task_fields.sql")];
+pub const MIGRATIONS: &[Sql] =
+    &[sql!("migrations/0001_init.sql"), sql!("migrations/0002_task_fields.sql"), sql!("migrations/0003_text_rule.sql")];
 
 /// Key of the advisory lock that serialises migrations across instances ("todo-api" in ASCII).
 const MIGRATION_LOCK: i64 = 0x746f_646f_2d61_7069;
@@ -301,10 +302,7 @@ fn pooled(config: &postgres::Config, tls: &MakeTlsConnector) -> Result<bool, pos
 /// Applies the migrations not yet applied, all in one transaction under an advisory lock,
 /// so that several instances starting at once apply each file exactly once.
 pub fn migrate(client: &mut Client) -> Result<(), String> {
-    let fail = |what: &str, e: postgres::Error| {
-        let cause = e.as_db_error().map_or_else(|| e.to_string(), ToString::to_string);
-        format!("migration failed: {what}: {cause}")
-    };
+    let fail = |what: &str, e: postgres::Error| format!("migration failed: {what}: {}", crate::error::db_cause(&e));
     let mut tx = client.transaction().map_err(|e| fail("begin", e))?;
     tx.execute("SELECT pg_advisory_xact_lock($1)", &[&MIGRATION_LOCK]).map_err(|e| fail("lock", e))?;
     // "relation already exists, skipping" on every start after the first is noise.

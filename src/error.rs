@@ -5,6 +5,8 @@
 //!   200, 201 or 204, and readiness its 503, whose body is the contract's own shape);
 //! - an internal cause (database error, panic) is logged once here and never sent to the client
 //!   (token rejections are logged, by kind, in `auth.rs`);
+//! - a database error is logged as `db_cause` writes it: names and the message, never the
+//!   server's detail, which can hold a failing row (user text);
 //! - every error body is JSON with `detail`, `code` and `request_id`.
 
 use rouille::Response;
@@ -152,11 +154,40 @@ impl From<postgres::Error> for ApiError {
             None => true,
         };
         if unavailable {
-            ApiError::Unavailable(format!("database: {e}"))
+            ApiError::Unavailable(format!("database: {}", db_cause(&e)))
         } else {
-            ApiError::Internal(format!("database: {e}"))
+            ApiError::Internal(format!("database: {}", db_cause(&e)))
         }
     }
+}
+
+/// A database error as it may be logged: severity, SQLSTATE, message and the names of the
+/// schema, table, column, type and constraint involved; never the server's `DETAIL`, `HINT` or
+/// `WHERE`, which `DbError`'s own `Display` includes and which for a check or unique violation
+/// is the failing row or key ("Failing row contains (...)"): user text. (`postgres::Error`'s
+/// `Display` is only "db error".) An error that did not come from the server (I/O, TLS, a
+/// closed connection) is its own text and its cause's.
+pub fn db_cause(e: &postgres::Error) -> String {
+    let Some(db) = e.as_db_error() else {
+        return match std::error::Error::source(e) {
+            Some(source) => format!("{e}: {source}"),
+            None => e.to_string(),
+        };
+    };
+    let mut cause = format!("{} {}: {}", db.severity(), db.code().code(), db.message());
+    let names = [
+        ("schema", db.schema()),
+        ("table", db.table()),
+        ("column", db.column()),
+        ("type", db.datatype()),
+        ("constraint", db.constraint()),
+    ];
+    let names: Vec<String> =
+        names.iter().filter_map(|(what, name)| name.map(|name| format!("{what} {name}"))).collect();
+    if !names.is_empty() {
+        cause.push_str(&format!(" ({})", names.join(", ")));
+    }
+    cause
 }
 
 #[cfg(test)]

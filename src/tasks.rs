@@ -5,7 +5,10 @@
 //! - a title or description reaches SQL only as a `Title` / `Description`, and every other
 //!   field only as the value its check returned (`fields`, `ListQuery::parse`);
 //! - a task of another user is indistinguishable from a missing one (404);
-//! - every invalid field of a body or query is reported, not just the first.
+//! - every invalid field of a body or query is reported, not just the first;
+//! - the text rules here decide; the table's CHECKs (`sql/migrations/0003_text_rule.sql`) accept
+//!   exactly the values they let through (a control character is Unicode's Cc,
+//!   `char::is_control`), so valid input cannot fail a constraint (tests/api/text.rs).
 
 use std::time::SystemTime;
 
@@ -72,7 +75,9 @@ impl Task<'_> {
     }
 }
 
-/// A title that passed validation: trimmed, 1 to 200 characters, no control characters.
+/// A title that passed validation: trimmed (Unicode `White_Space`), then 1 to 200 characters
+/// (`char_length`), no control characters (Cc: U+0000-U+001F, U+007F-U+009F). Everything else
+/// is allowed: U+2028, U+200D, U+FEFF, combining marks, noncharacters.
 #[derive(Debug)]
 pub struct Title(String);
 
@@ -752,6 +757,14 @@ mod tests {
         for (value, kind) in cases {
             assert_eq!(Title::parse(&value).unwrap_err().kind, kind, "title {value}");
         }
+    }
+
+    #[test]
+    fn a_control_character_is_exactly_unicode_cc_as_the_migration_spells_it() {
+        let cc = |c: char| matches!(c, '\u{0}'..='\u{1f}' | '\u{7f}'..='\u{9f}');
+        let differ: Vec<char> =
+            (0..=char::MAX as u32).filter_map(char::from_u32).filter(|&c| c.is_control() != cc(c)).collect();
+        assert!(differ.is_empty(), "{differ:?}");
     }
 
     #[test]

@@ -67,14 +67,24 @@ pub struct TestDb {
     pub name: String,
 }
 
+/// The number of the next test database of this process.
+static NEXT: AtomicU32 = AtomicU32::new(1);
+
 impl TestDb {
     pub fn new() -> TestDb {
         static LOCK: Mutex<()> = Mutex::new(());
-        static NEXT: AtomicU32 = AtomicU32::new(1);
         let template = template();
         let name = format!("todo_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
         let _guard = LOCK.lock().unwrap_or_else(|e| e.into_inner());
         admin().batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE \"{template}\"")).unwrap();
+        TestDb { name }
+    }
+
+    /// A fresh database copied from `template0` with these `CREATE DATABASE` options (encoding,
+    /// locale, locale provider), not migrated.
+    pub fn bare(options: &str) -> TestDb {
+        let name = format!("todo_test_{}_{}", std::process::id(), NEXT.fetch_add(1, Ordering::SeqCst));
+        admin().batch_execute(&format!("CREATE DATABASE \"{name}\" TEMPLATE template0 {options}")).unwrap();
         TestDb { name }
     }
 

@@ -230,7 +230,7 @@ fn migrations_are_idempotent_and_safe_when_instances_start_at_once() {
     let mut client = db.client();
     client
         .batch_execute(
-            "DROP TABLE tasks, users, schema_migrations; DROP TYPE task_priority; DROP FUNCTION task_next_due",
+            "DROP TABLE tasks, users, schema_migrations; DROP TYPE task_priority; DROP FUNCTION task_next_due, task_tags_valid",
         )
         .unwrap();
     let url = db.url();

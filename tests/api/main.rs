@@ -12,3 +12,4 @@ mod metrics;
 mod outage;
 mod task_fields;
 mod tasks;
+mod text;

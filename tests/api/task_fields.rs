@@ -445,7 +445,7 @@ fn the_fields_migration_keeps_old_rows_and_the_previous_versions_statements_work
     // Back to the schema the previous version served, with its rows.
     client
         .batch_execute(
-            "DROP TABLE tasks, users, schema_migrations; DROP TYPE task_priority; DROP FUNCTION task_next_due;",
+            "DROP TABLE tasks, users, schema_migrations; DROP TYPE task_priority; DROP FUNCTION task_next_due, task_tags_valid;",
         )
         .unwrap();
     let first = &todo_api::db::MIGRATIONS[..1];
