@@ -10,3 +10,4 @@ mod jwks;
 mod outage;
 mod task_fields;
 mod tasks;
+mod tls;
