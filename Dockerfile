@@ -14,7 +14,8 @@ COPY tests/bench tests/bench
 RUN cargo build --release --locked --bin todo-api
 
 FROM debian:bookworm-slim
-# libssl3 for TLS to PostgreSQL (Neon requires it); ca-certificates for whoever verifies.
+# libssl3 for TLS to PostgreSQL (Neon requires it); ca-certificates: the system roots that
+# sslmode=verify-full and an https JWKS_URL are checked against.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libssl3 ca-certificates \
     && rm -rf /var/lib/apt/lists/* \

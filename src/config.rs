@@ -3,12 +3,16 @@
 //! Invariants a reviewer can check in this file alone:
 //! - every variable of the contract is read and validated here, once, at start-up;
 //! - a bad value is an error that names the variable and never echoes a secret;
-//! - `Debug` never prints the database password or the JWT secrets.
+//! - `Debug` never prints the database password or the JWT secrets;
+//! - a database URL's `sslmode` and `sslrootcert` mean what they mean to libpq.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
+
+use openssl::x509::X509;
+use postgres::config::SslMode;
 
 use crate::jwks::Endpoint;
 use crate::limits::{Net, loopback};
@@ -33,12 +37,46 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// How a database server's certificate is checked, from `sslmode` and `sslrootcert` in its URL.
+#[derive(Clone, Debug)]
+pub enum TlsVerify {
+    /// `disable`, `prefer`, `require`: encrypted when TLS is used, the certificate not checked.
+    Unverified,
+    /// `verify-ca` (and, as libpq does, `prefer` or `require` with an `sslrootcert` file): the
+    /// certificate chains to a trusted root; the host name is not checked.
+    VerifyCa(Roots),
+    /// `verify-full`: the certificate chains to a trusted root and names the host connected to.
+    VerifyFull(Roots),
+}
+
+/// The roots a server certificate must chain to.
+#[derive(Clone)]
+pub enum Roots {
+    /// The system's (OpenSSL's default paths): no `sslrootcert`, or `sslrootcert=system`.
+    System,
+    /// Only the certificates of the `sslrootcert` file (PEM), read at start-up.
+    File(String, Vec<X509>),
+}
+
+impl fmt::Debug for Roots {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Roots::System => f.write_str("System"),
+            Roots::File(path, certificates) => write!(f, "File({path:?}, {} certificates)", certificates.len()),
+        }
+    }
+}
+
 /// `postgres::Config`'s `Debug` shows a password as `_`.
 #[derive(Clone, Debug)]
 pub struct Config {
     pub database: postgres::Config,
+    pub database_tls: TlsVerify,
     /// Where migrations run; the same database as `database`, but may bypass a pooler.
     pub migration_database: postgres::Config,
+    pub migration_database_tls: TlsVerify,
+    /// The variable `migration_database` was read from (`DATABASE_URL` when it is not set).
+    pub migration_variable: &'static str,
     /// The HS256 secret; optional when `JWKS_URL` is set (then asymmetric tokens only).
     pub secret: Option<Secret>,
     pub secret_previous: Option<Secret>,
@@ -100,8 +138,12 @@ impl Config {
 
     /// Builds a configuration from any lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let database = database_url(&get, "DATABASE_URL")?.ok_or_else(|| missing("DATABASE_URL"))?;
-        let migration_database = database_url(&get, "DATABASE_MIGRATION_URL")?.unwrap_or_else(|| database.clone());
+        let (database, database_tls) = database_url(&get, "DATABASE_URL")?.ok_or_else(|| missing("DATABASE_URL"))?;
+        let (migration_database, migration_database_tls, migration_variable) =
+            match database_url(&get, "DATABASE_MIGRATION_URL")? {
+                Some((config, tls)) => (config, tls, "DATABASE_MIGRATION_URL"),
+                None => (database.clone(), database_tls.clone(), "DATABASE_URL"),
+            };
         let secret_previous = secret(&get, "BETTER_AUTH_SECRET_PREVIOUS")?;
         let jwks = get("JWKS_URL")
             .map(|url| Endpoint::parse(&url).map_err(|problem| invalid("JWKS_URL", problem)))
@@ -120,7 +162,10 @@ impl Config {
         };
         Ok(Config {
             database,
+            database_tls,
             migration_database,
+            migration_database_tls,
+            migration_variable,
             secret,
             secret_previous,
             jwks,
@@ -180,20 +225,23 @@ fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 fn database_url(
     get: &impl Fn(&str) -> Option<String>,
     variable: &'static str,
-) -> Result<Option<postgres::Config>, ConfigError> {
+) -> Result<Option<(postgres::Config, TlsVerify)>, ConfigError> {
     let Some(url) = get(variable) else {
         return Ok(None);
     };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(invalid(variable, "must be a postgres:// or postgresql:// URL"));
     }
+    let (url, ssl_mode, tls) = tls_params(&url, variable)?;
     let mut config = postgres::Config::from_str(&url).map_err(|e| {
-        // The parser's messages name the bad parameter, never its value.
-        invalid(variable, format!("is not a valid PostgreSQL URL ({e})"))
+        // The parser's messages name the bad parameter (in the cause), never its value.
+        let cause = std::error::Error::source(&e).map(|cause| format!(": {cause}")).unwrap_or_default();
+        invalid(variable, format!("is not a valid PostgreSQL URL ({e}{cause})"))
     })?;
     if config.get_hosts().is_empty() {
         return Err(invalid(variable, "must name a host"));
     }
+    config.ssl_mode(ssl_mode);
     if config.get_connect_timeout().is_none() {
         config.connect_timeout(Duration::from_secs(5));
     }
@@ -207,7 +255,100 @@ fn database_url(
     if config.get_tcp_user_timeout().is_none() {
         config.tcp_user_timeout(Duration::from_secs(10));
     }
-    Ok(Some(config))
+    Ok(Some((config, tls)))
+}
+
+/// Takes `sslmode` and `sslrootcert` out of a URL's query and reads them as libpq does, since
+/// rust-postgres refuses `verify-ca`, `verify-full` and `sslrootcert`: returns the rest of the
+/// URL, the `sslmode` it is connected with (`require` for the two `verify-` modes), and how the
+/// certificate is checked. The query starts at the first `?` after the credentials, as in
+/// rust-postgres's parser; the last of a repeated parameter counts, as there.
+fn tls_params(url: &str, variable: &'static str) -> Result<(String, SslMode, TlsVerify), ConfigError> {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let host = url[start..].find('@').map_or(start, |i| start + i + 1);
+    let Some(query) = url[host..].find('?').map(|i| host + i) else {
+        return Ok((url.to_owned(), SslMode::Prefer, TlsVerify::Unverified));
+    };
+    let (mut kept, mut mode, mut root) = (Vec::new(), None, None);
+    for param in url[query + 1..].split('&') {
+        let (key, value) = param.split_once('=').unwrap_or((param, ""));
+        match percent_decode(key).as_deref() {
+            Some("sslmode") => mode = Some(value),
+            Some("sslrootcert") => root = Some(value),
+            _ => kept.push(param),
+        }
+    }
+    let decode = |value: &str, name: &str| {
+        percent_decode(value).ok_or_else(|| invalid(variable, format!("has an {name} that is not UTF-8")))
+    };
+    let mode = mode.map(|value| decode(value, "sslmode")).transpose()?;
+    let root = root.map(|value| decode(value, "sslrootcert")).transpose()?;
+    let rest = if kept.is_empty() { url[..query].to_owned() } else { format!("{}?{}", &url[..query], kept.join("&")) };
+
+    // libpq: `sslrootcert=system` makes `verify-full` the default, and refuses any weaker mode.
+    let system = root.as_deref() == Some("system");
+    let mode = match mode.as_deref() {
+        None if system => "verify-full",
+        None => "prefer",
+        Some(mode @ ("disable" | "prefer" | "require" | "verify-ca" | "verify-full")) => mode,
+        Some(_) => {
+            return Err(invalid(
+                variable,
+                "has an sslmode other than disable, prefer, require, verify-ca or verify-full",
+            ));
+        }
+    };
+    if system && mode != "verify-full" {
+        return Err(invalid(variable, "has sslrootcert=system, which needs sslmode=verify-full (as in libpq)"));
+    }
+    let roots = match root {
+        None => None,
+        Some(_) if system => Some(Roots::System),
+        Some(path) => Some(root_certificates(path, variable)?),
+    };
+    let ssl_mode = match mode {
+        "disable" => SslMode::Disable,
+        "prefer" => SslMode::Prefer,
+        _ => SslMode::Require,
+    };
+    let verify = match (mode, roots) {
+        ("verify-full", roots) => TlsVerify::VerifyFull(roots.unwrap_or(Roots::System)),
+        ("verify-ca", roots) => TlsVerify::VerifyCa(roots.unwrap_or(Roots::System)),
+        // libpq: with a root certificate file, `prefer` and `require` check the chain too.
+        ("prefer" | "require", Some(roots)) => TlsVerify::VerifyCa(roots),
+        _ => TlsVerify::Unverified,
+    };
+    Ok((rest, ssl_mode, verify))
+}
+
+/// The certificates of an `sslrootcert` file; unreadable, or without one, is a configuration error.
+fn root_certificates(path: String, variable: &'static str) -> Result<Roots, ConfigError> {
+    let pem = std::fs::read(&path)
+        .map_err(|e| invalid(variable, format!("has an sslrootcert {path:?} that cannot be read ({e})")))?;
+    match X509::stack_from_pem(&pem) {
+        Ok(certificates) if !certificates.is_empty() => Ok(Roots::File(path, certificates)),
+        _ => Err(invalid(variable, format!("has an sslrootcert {path:?} that holds no PEM certificate"))),
+    }
+}
+
+/// `%XX` decoded, as URL parameters are; `None` when that is not UTF-8.
+fn percent_decode(text: &str) -> Option<String> {
+    let (bytes, mut decoded) = (text.as_bytes(), Vec::with_capacity(text.len()));
+    let hex = |i: usize| bytes.get(i).and_then(|&b| char::from(b).to_digit(16));
+    let mut i = 0;
+    while i < bytes.len() {
+        match (bytes[i], hex(i + 1), hex(i + 2)) {
+            (b'%', Some(high), Some(low)) => {
+                decoded.push((high * 16 + low) as u8);
+                i += 3;
+            }
+            (byte, ..) => {
+                decoded.push(byte);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(decoded).ok()
 }
 
 fn secret(get: &impl Fn(&str) -> Option<String>, variable: &'static str) -> Result<Option<Secret>, ConfigError> {
@@ -383,6 +524,121 @@ mod tests {
         assert!(!err.contains("hunter2"), "{err}");
         let debug = format!("{:?}", config(&minimal()).unwrap());
         assert!(!debug.contains("hunter2") && !debug.contains(SECRET), "{debug}");
+    }
+
+    /// The check a URL asks for: `sslmode` as connected, and the variant of `TlsVerify`.
+    fn tls_of(url: &str) -> Result<(SslMode, String), ConfigError> {
+        let mut vars = minimal();
+        vars[0].1 = url;
+        let c = config(&vars)?;
+        Ok((c.database.get_ssl_mode(), format!("{:?}", c.database_tls)))
+    }
+
+    /// A PEM file with one self-signed certificate, in a directory of its own.
+    fn root_file(name: &str) -> String {
+        use openssl::{asn1::Asn1Time, ec, hash::MessageDigest, nid::Nid, pkey::PKey, x509};
+        let key = PKey::from_ec_key(
+            ec::EcKey::generate(&ec::EcGroup::from_curve_name(Nid::X9_62_PRIME256V1).unwrap()).unwrap(),
+        )
+        .unwrap();
+        let mut subject = x509::X509NameBuilder::new().unwrap();
+        subject.append_entry_by_text("CN", "a test root").unwrap();
+        let subject = subject.build();
+        let mut cert = x509::X509Builder::new().unwrap();
+        cert.set_version(2).unwrap();
+        cert.set_subject_name(&subject).unwrap();
+        cert.set_issuer_name(&subject).unwrap();
+        cert.set_pubkey(&key).unwrap();
+        cert.set_not_before(&Asn1Time::days_from_now(0).unwrap()).unwrap();
+        cert.set_not_after(&Asn1Time::days_from_now(1).unwrap()).unwrap();
+        cert.sign(&key, MessageDigest::sha256()).unwrap();
+        let dir = std::env::temp_dir().join(format!("todo-api-config-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("root.pem");
+        std::fs::write(&path, cert.build().to_pem().unwrap()).unwrap();
+        path.display().to_string()
+    }
+
+    #[test]
+    fn sslmode_is_read_as_libpq_reads_it() {
+        let root = root_file("modes");
+        let file = format!("File({root:?}, 1 certificates)");
+        let base = "postgres://u:hunter2@db.example.com/db";
+        let cases: Vec<(String, SslMode, String)> = vec![
+            (base.to_owned(), SslMode::Prefer, "Unverified".into()),
+            (format!("{base}?sslmode=disable"), SslMode::Disable, "Unverified".into()),
+            (format!("{base}?sslmode=prefer"), SslMode::Prefer, "Unverified".into()),
+            (format!("{base}?sslmode=require"), SslMode::Require, "Unverified".into()),
+            (format!("{base}?sslmode=verify-ca"), SslMode::Require, "VerifyCa(System)".into()),
+            (format!("{base}?sslmode=verify-full"), SslMode::Require, "VerifyFull(System)".into()),
+            (format!("{base}?sslmode=verify-full&sslrootcert={root}"), SslMode::Require, format!("VerifyFull({file})")),
+            (format!("{base}?sslrootcert={root}&sslmode=verify-ca"), SslMode::Require, format!("VerifyCa({file})")),
+            // libpq: a root file makes `require` (and `prefer`) check the chain.
+            (format!("{base}?sslmode=require&sslrootcert={root}"), SslMode::Require, format!("VerifyCa({file})")),
+            (format!("{base}?sslrootcert={root}"), SslMode::Prefer, format!("VerifyCa({file})")),
+            // libpq 16: `sslrootcert=system` alone means verify-full.
+            (format!("{base}?sslrootcert=system"), SslMode::Require, "VerifyFull(System)".into()),
+            (format!("{base}?sslmode=verify-full&sslrootcert=system"), SslMode::Require, "VerifyFull(System)".into()),
+            // Percent-encoded, repeated (the last counts), beside other parameters.
+            (format!("{base}?ssl%6Dode=verify%2Dfull"), SslMode::Require, "VerifyFull(System)".into()),
+            (format!("{base}?sslmode=require&sslmode=verify-full"), SslMode::Require, "VerifyFull(System)".into()),
+            (format!("{base}?sslmode=verify-full&sslmode=disable"), SslMode::Disable, "Unverified".into()),
+        ];
+        for (url, ssl_mode, verify) in cases {
+            assert_eq!(tls_of(&url).unwrap(), (ssl_mode, verify), "{url}");
+        }
+        let _ = std::fs::remove_dir_all(std::path::Path::new(&root).parent().unwrap());
+    }
+
+    #[test]
+    fn the_other_parameters_of_a_verified_url_are_kept() {
+        let mut vars = minimal();
+        vars[0].1 = "postgres://u:p%3Fw?d@db.example.com:6543/neondb?channel_binding=require&sslmode=verify-full&application_name=x";
+        let c = config(&vars).unwrap();
+        assert_eq!(c.database.get_password(), Some(&b"p?w?d"[..]), "a ? in the credentials is not the query");
+        assert_eq!(c.database.get_channel_binding(), postgres::config::ChannelBinding::Require);
+        assert_eq!((c.database.get_application_name(), c.database.get_ports()), (Some("x"), &[6543][..]));
+        assert_eq!((c.database.get_ssl_mode(), c.database.get_dbname()), (SslMode::Require, Some("neondb")));
+        assert!(matches!(c.database_tls, TlsVerify::VerifyFull(Roots::System)));
+        assert!(matches!(c.migration_database_tls, TlsVerify::VerifyFull(Roots::System)));
+        assert_eq!(c.migration_variable, "DATABASE_URL");
+        vars.push(("DATABASE_MIGRATION_URL", "postgres://u:p@db.example.com/neondb?sslmode=verify-ca"));
+        let c = config(&vars).unwrap();
+        assert!(matches!(c.migration_database_tls, TlsVerify::VerifyCa(Roots::System)));
+        assert_eq!(c.migration_variable, "DATABASE_MIGRATION_URL");
+    }
+
+    #[test]
+    fn a_bad_sslmode_or_sslrootcert_is_named_without_the_password() {
+        let empty = root_file("empty").replace("root.pem", "empty.pem");
+        std::fs::write(&empty, "not a certificate\n").unwrap();
+        let cases = [
+            ("sslmode=verify".to_owned(), "sslmode other than"),
+            ("sslmode=allow".to_owned(), "sslmode other than"),
+            ("sslmode=%FF".to_owned(), "not UTF-8"),
+            (
+                "sslmode=verify-full&sslrootcert=/nonexistent/root.crt".to_owned(),
+                "\"/nonexistent/root.crt\" that cannot be read",
+            ),
+            ("sslmode=verify-full&sslrootcert=/".to_owned(), "cannot be read"),
+            (format!("sslmode=verify-ca&sslrootcert={empty}"), "holds no PEM certificate"),
+            ("sslrootcert=system&sslmode=require".to_owned(), "needs sslmode=verify-full"),
+            ("sslrootcert=system&sslmode=verify-ca".to_owned(), "needs sslmode=verify-full"),
+            ("sslmode=require&sslcert=client.crt".to_owned(), "unknown option `sslcert`"),
+        ];
+        for variable in ["DATABASE_URL", "DATABASE_MIGRATION_URL"] {
+            for (query, problem) in &cases {
+                let url = format!("postgres://u:hunter2@db.example.com/db?{query}");
+                let mut vars = minimal();
+                vars.push((variable, &url));
+                vars.retain(|(k, v)| *k != variable || *v == url);
+                let err = config(&vars).expect_err(query);
+                assert_eq!(err.variable, variable, "{query}");
+                let message = err.to_string();
+                assert!(message.contains(problem) && !message.contains("hunter2"), "{query}: {message}");
+            }
+        }
+        let _ = std::fs::remove_dir_all(std::path::Path::new(&empty).parent().unwrap());
     }
 
     #[test]

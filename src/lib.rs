@@ -91,7 +91,8 @@ impl Drop for Running {
 
 /// Prepares the database, then serves `dispatch` on the configured address.
 pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, String> {
-    let mut client = db::connect(&config.migration_database)?;
+    let mut client =
+        db::connect(&config.migration_database, &config.migration_database_tls, config.migration_variable)?;
     db::migrate(&mut client)?;
     db::check_statements(&mut client)?;
     drop(client);

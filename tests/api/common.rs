@@ -351,7 +351,8 @@ impl Call<'_> {
 pub struct Cluster {
     pub port: u16,
     dir: std::path::PathBuf,
-    data: String,
+    /// Its data directory (where `server.crt` and `server.key` are).
+    pub data: String,
 }
 
 fn pg_sh(command: &str) -> String {

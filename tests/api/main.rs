@@ -13,3 +13,4 @@ mod outage;
 mod task_fields;
 mod tasks;
 mod text;
+mod tls;
