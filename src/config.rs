@@ -32,10 +32,11 @@ impl fmt::Debug for Secret {
     }
 }
 
-/// `postgres::Config`'s `Debug` shows a password as `_`.
+/// `tokio_postgres::Config`'s `Debug` (and so `postgres::Config`'s) shows a password as `_`.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub database: postgres::Config,
+    /// The pool's connections are `tokio_postgres` clients (see `db::Conn`).
+    pub database: tokio_postgres::Config,
     /// Where migrations run; the same database as `database`, but may bypass a pooler.
     pub migration_database: postgres::Config,
     /// The HS256 secret; optional when `JWKS_URL` is set (then asymmetric tokens only).
@@ -49,6 +50,9 @@ pub struct Config {
     pub cors: Cors,
     pub pool_size: u32,
     pub pool_timeout: Duration,
+    /// `DB_STATEMENT_TIMEOUT_MS`: PostgreSQL's `statement_timeout` on the pool's connections; a
+    /// statement without an answer a second after it is given up on the client's side too.
+    pub statement_timeout: Duration,
     /// `DB_PREPARED_STATEMENTS`: prepare each statement once per connection (`Some(true)`)
     /// instead of sending it unnamed, and so planned, with every execution (`Some(false)`);
     /// `None` (`auto`) prepares unless a transaction pooler is found in front of PostgreSQL.
@@ -92,7 +96,8 @@ impl Config {
     /// Builds a configuration from any lookup (tests pass a map).
     pub fn from_lookup(get: impl Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
         let database = database_url(&get, "DATABASE_URL")?.ok_or_else(|| missing("DATABASE_URL"))?;
-        let migration_database = database_url(&get, "DATABASE_MIGRATION_URL")?.unwrap_or_else(|| database.clone());
+        let migration_database =
+            database_url(&get, "DATABASE_MIGRATION_URL")?.unwrap_or_else(|| database.clone()).into();
         let secret_previous = secret(&get, "BETTER_AUTH_SECRET_PREVIOUS")?;
         let jwks = get("JWKS_URL")
             .map(|url| Endpoint::parse(&url).map_err(|problem| invalid("JWKS_URL", problem)))
@@ -121,6 +126,7 @@ impl Config {
             cors,
             pool_size: number(&get, "DB_POOL_SIZE", 16, 1..=1000)?,
             pool_timeout: Duration::from_millis(number(&get, "DB_POOL_TIMEOUT_MS", 2000, 1..=60_000)?),
+            statement_timeout: Duration::from_millis(number(&get, "DB_STATEMENT_TIMEOUT_MS", 5000, 100..=600_000)?),
             prepared_statements: match get("DB_PREPARED_STATEMENTS").as_deref().map(str::trim) {
                 None | Some("auto") => None,
                 Some("true") => Some(true),
@@ -162,14 +168,14 @@ fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 fn database_url(
     get: &impl Fn(&str) -> Option<String>,
     variable: &'static str,
-) -> Result<Option<postgres::Config>, ConfigError> {
+) -> Result<Option<tokio_postgres::Config>, ConfigError> {
     let Some(url) = get(variable) else {
         return Ok(None);
     };
     if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
         return Err(invalid(variable, "must be a postgres:// or postgresql:// URL"));
     }
-    let mut config = postgres::Config::from_str(&url).map_err(|e| {
+    let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
         // The parser's messages name the bad parameter, never its value.
         invalid(variable, format!("is not a valid PostgreSQL URL ({e})"))
     })?;
@@ -258,6 +264,7 @@ mod tests {
         assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 8000));
         assert_eq!(c.cors, Cors::Origins(vec!["http://localhost:3000".into()]));
         assert_eq!((c.pool_size, c.pool_timeout, c.workers), (16, Duration::from_millis(2000), 32));
+        assert_eq!(c.statement_timeout, Duration::from_millis(5000));
         assert_eq!(c.jwt_leeway_seconds, 30);
         assert_eq!(c.prepared_statements, None, "prepared unless a pooler is found");
         assert_eq!((c.jwt_issuer, c.jwt_audience, c.secret_previous), (None, None, None));
@@ -275,6 +282,8 @@ mod tests {
             ("PORT", "70000", "PORT"),
             ("DB_POOL_SIZE", "0", "DB_POOL_SIZE"),
             ("DB_POOL_TIMEOUT_MS", "-1", "DB_POOL_TIMEOUT_MS"),
+            ("DB_STATEMENT_TIMEOUT_MS", "99", "DB_STATEMENT_TIMEOUT_MS"),
+            ("DB_STATEMENT_TIMEOUT_MS", "600001", "DB_STATEMENT_TIMEOUT_MS"),
             ("WORKERS", "many", "WORKERS"),
             ("DB_PREPARED_STATEMENTS", "yes", "DB_PREPARED_STATEMENTS"),
             ("JWKS_REFRESH_SECONDS", "5", "JWKS_REFRESH_SECONDS"),

@@ -34,6 +34,8 @@ pub const OPENAPI: &str = include_str!("openapi.json");
 /// What every request handler shares.
 pub struct App {
     pub pool: db::Pool,
+    /// `/health/ready`'s own connection and last result.
+    pub readiness: health::Readiness,
     pub verifier: Verifier,
     pub cors: Cors,
 }
@@ -69,6 +71,7 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
 
     let app = App {
         pool: db::pool(config)?,
+        readiness: health::Readiness::new(db::Connector::readiness(config)?),
         verifier: {
             let verifier = Verifier::new(
                 config.secret.as_ref().map_or(&[][..], |secret| &secret.0),
