@@ -144,8 +144,9 @@ impl Manager {
             match Conn::open(&self.timed, &self.tls, self.handshake, self.deadline) {
                 Err(QueryError::Db(e)) if refuses_options(&e) => {
                     if !self.refused.swap(true, Ordering::Relaxed) {
+                        let said = e.as_db_error().map_or("", |db| db.message());
                         log::warn!(
-                            "the database refuses statement_timeout as a startup parameter ({e}); connecting without \
+                            "the database refuses statement_timeout as a startup parameter ({said}); connecting without \
                              it: statements are still given up after DB_STATEMENT_TIMEOUT_MS + 1 s on this side, but \
                              keep running on the server. To bound them there: ALTER ROLE ... SET statement_timeout, \
                              or PgBouncer's track_extra_parameters = statement_timeout"
