@@ -5,8 +5,8 @@
 //! - readiness asks the database on a connection of its own, never one of the request pool's;
 //! - at most one check runs at a time, and a result is reused for `READY_FRESH`: a flood of
 //!   probes costs the database about one `SELECT 1` a second;
-//! - a probe never waits for a check but the very first one; each check takes at most
-//!   `READY_TIMEOUT`, its connection's deadline.
+//! - a probe waits only for a check it runs itself (and the first probe ever for the first
+//!   check); each check takes at most `READY_TIMEOUT`, its connection's deadline.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};

@@ -89,10 +89,10 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
     };
     let listener = server::listen(&config.host, config.port)
         .map_err(|e| format!("cannot listen on {}:{} (HOST, PORT): {e}", config.host, config.port))?;
-    // Besides client connections: four per database connection (its socket, and its client's
-    // event loop: two epoll descriptors and an eventfd; counted), the listener, logs, and
-    // connections being closed.
-    let reserve = 4 * config.pool_size as usize + 64;
+    // Besides client connections: four per database connection, the pool's and readiness's (its
+    // socket, and its client's event loop: two epoll descriptors and an eventfd; counted), the
+    // listener, logs, and connections being closed.
+    let reserve = 4 * (config.pool_size as usize + 1) + 64;
     let limits = Limits {
         max_connections: server::fit_open_files(config.max_connections, reserve),
         workers: config.workers,
