@@ -67,10 +67,11 @@ impl fmt::Debug for Roots {
     }
 }
 
-/// `postgres::Config`'s `Debug` shows a password as `_`.
+/// `tokio_postgres::Config`'s `Debug` (and so `postgres::Config`'s) shows a password as `_`.
 #[derive(Clone, Debug)]
 pub struct Config {
-    pub database: postgres::Config,
+    /// The pool's connections are `tokio_postgres` clients (see `db::Conn`).
+    pub database: tokio_postgres::Config,
     pub database_tls: TlsVerify,
     /// Where migrations run; the same database as `database`, but may bypass a pooler.
     pub migration_database: postgres::Config,
@@ -88,6 +89,9 @@ pub struct Config {
     pub cors: Cors,
     pub pool_size: u32,
     pub pool_timeout: Duration,
+    /// `DB_STATEMENT_TIMEOUT_MS`: PostgreSQL's `statement_timeout` on the pool's connections; a
+    /// statement without an answer a second after it is given up on the client's side too.
+    pub statement_timeout: Duration,
     /// `DB_PREPARED_STATEMENTS`: prepare each statement once per connection (`Some(true)`)
     /// instead of sending it unnamed, and so planned, with every execution (`Some(false)`);
     /// `None` (`auto`) prepares unless a transaction pooler is found in front of PostgreSQL.
@@ -141,8 +145,8 @@ impl Config {
         let (database, database_tls) = database_url(&get, "DATABASE_URL")?.ok_or_else(|| missing("DATABASE_URL"))?;
         let (migration_database, migration_database_tls, migration_variable) =
             match database_url(&get, "DATABASE_MIGRATION_URL")? {
-                Some((config, tls)) => (config, tls, "DATABASE_MIGRATION_URL"),
-                None => (database.clone(), database_tls.clone(), "DATABASE_URL"),
+                Some((config, tls)) => (config.into(), tls, "DATABASE_MIGRATION_URL"),
+                None => (database.clone().into(), database_tls.clone(), "DATABASE_URL"),
             };
         let secret_previous = secret(&get, "BETTER_AUTH_SECRET_PREVIOUS")?;
         let jwks = get("JWKS_URL")
@@ -175,6 +179,7 @@ impl Config {
             cors,
             pool_size: number(&get, "DB_POOL_SIZE", 16, 1..=1000)?,
             pool_timeout: Duration::from_millis(number(&get, "DB_POOL_TIMEOUT_MS", 2000, 1..=60_000)?),
+            statement_timeout: Duration::from_millis(number(&get, "DB_STATEMENT_TIMEOUT_MS", 5000, 100..=600_000)?),
             prepared_statements: match get("DB_PREPARED_STATEMENTS").as_deref().map(str::trim) {
                 None | Some("auto") => None,
                 Some("true") => Some(true),
@@ -225,7 +230,7 @@ fn invalid(variable: &'static str, problem: impl Into<String>) -> ConfigError {
 fn database_url(
     get: &impl Fn(&str) -> Option<String>,
     variable: &'static str,
-) -> Result<Option<(postgres::Config, TlsVerify)>, ConfigError> {
+) -> Result<Option<(tokio_postgres::Config, TlsVerify)>, ConfigError> {
     let Some(url) = get(variable) else {
         return Ok(None);
     };
@@ -233,7 +238,7 @@ fn database_url(
         return Err(invalid(variable, "must be a postgres:// or postgresql:// URL"));
     }
     let (url, ssl_mode, tls) = tls_params(&url, variable)?;
-    let mut config = postgres::Config::from_str(&url).map_err(|e| {
+    let mut config = tokio_postgres::Config::from_str(&url).map_err(|e| {
         // The parser's messages name the bad parameter (in the cause), never its value.
         let cause = std::error::Error::source(&e).map(|cause| format!(": {cause}")).unwrap_or_default();
         invalid(variable, format!("is not a valid PostgreSQL URL ({e}{cause})"))
@@ -428,6 +433,7 @@ mod tests {
         assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 8000));
         assert_eq!(c.cors, Cors::Origins(vec!["http://localhost:3000".into()]));
         assert_eq!((c.pool_size, c.pool_timeout, c.workers), (16, Duration::from_millis(2000), 32));
+        assert_eq!(c.statement_timeout, Duration::from_millis(5000));
         assert_eq!(c.jwt_leeway_seconds, 30);
         assert_eq!(c.prepared_statements, None, "prepared unless a pooler is found");
         assert_eq!((c.jwt_issuer, c.jwt_audience, c.secret_previous), (None, None, None));
@@ -454,6 +460,8 @@ mod tests {
             ("PORT", "70000", "PORT"),
             ("DB_POOL_SIZE", "0", "DB_POOL_SIZE"),
             ("DB_POOL_TIMEOUT_MS", "-1", "DB_POOL_TIMEOUT_MS"),
+            ("DB_STATEMENT_TIMEOUT_MS", "99", "DB_STATEMENT_TIMEOUT_MS"),
+            ("DB_STATEMENT_TIMEOUT_MS", "600001", "DB_STATEMENT_TIMEOUT_MS"),
             ("WORKERS", "many", "WORKERS"),
             ("DB_PREPARED_STATEMENTS", "yes", "DB_PREPARED_STATEMENTS"),
             ("JWKS_REFRESH_SECONDS", "5", "JWKS_REFRESH_SECONDS"),

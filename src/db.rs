@@ -5,23 +5,28 @@
 //! - start-up prepares every statement, so a broken file stops the server and names itself;
 //! - migrations run in one transaction under an advisory lock, and an applied file that
 //!   changed stops start-up;
-//! - a pooled connection is checked (with a timeout) before it is handed out, and closing one
-//!   never blocks a request;
+//! - a pooled connection is checked (with a timeout) before it is handed out;
+//! - every statement on a pooled connection runs under a deadline (`Conn::run`), and the server
+//!   is asked for the same bound (`statement_timeout`) unless a pooler refuses the option;
+//! - a connection that missed a deadline is dropped, and dropping it never waits for the server.
 //! - the server's certificate is checked as the URL's `sslmode` asks (`tls`), and one that fails
 //!   the check at start-up stops it.
 
-use std::ops::{Deref, DerefMut};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use openssl::error::ErrorStack;
 use openssl::ssl::{SslConnector, SslMethod, SslVerifyMode};
 use openssl::x509::store::X509StoreBuilder;
 use postgres::types::{ToSql, Type};
-use postgres::{Client, Row, Statement};
+use postgres::{Client, Row, SimpleQueryMessage, Statement};
 use postgres_openssl::MakeTlsConnector;
 use sha2::{Digest, Sha256};
+use tokio::runtime::Runtime;
+use tokio::task::JoinHandle;
 
 use crate::config::{Config, Roots, TlsVerify};
+use crate::error::db_cause;
 
 pub type Pool = r2d2::Pool<Manager>;
 
@@ -103,10 +108,20 @@ pub const MIGRATIONS: &[Sql] =
 /// Key of the advisory lock that serialises migrations across instances ("todo-api" in ASCII).
 const MIGRATION_LOCK: i64 = 0x746f_646f_2d61_7069;
 
-/// Opens `postgres::Client`s for the pool, with TLS when `sslmode` asks for it.
+/// Opens the pool's connections: with `statement_timeout` as a startup parameter, unless a
+/// pooler refused it once; then without it for good.
 pub struct Manager {
-    config: postgres::Config,
+    /// `DATABASE_URL` with `-c statement_timeout=N` added to its startup `options`.
+    timed: tokio_postgres::Config,
+    /// `DATABASE_URL` as it is, for a pooler that refuses options it does not track.
+    plain: tokio_postgres::Config,
+    /// Set when a pooler refused `timed`: every connection after that is made from `plain`.
+    refused: AtomicBool,
     tls: MakeTlsConnector,
+    /// How long a connection's handshake may take (the URL's `connect_timeout`).
+    handshake: Duration,
+    /// How long a statement may go unanswered before its connection is given up.
+    deadline: Duration,
     /// How long a pooled connection's liveness check may take before it counts as dead.
     check_timeout: Duration,
     statements: Statements,
@@ -126,46 +141,92 @@ pub enum Statements {
     PreparedOnce,
 }
 
+impl Manager {
+    /// A connection, with the statement timeout as a startup parameter unless a pooler refuses
+    /// it: PgBouncer refuses startup options it does not track (1.18: `options` at all; later
+    /// ones and Neon's pooler: parameters not in `track_extra_parameters`). Then the server-side
+    /// timeout is left to the role's settings, and the client-side deadline still holds.
+    fn open(&self) -> Result<Conn, QueryError> {
+        if !self.refused.load(Ordering::Relaxed) {
+            match Conn::open(&self.timed, &self.tls, self.handshake, self.deadline) {
+                Err(QueryError::Db(e)) if refuses_options(&e) => {
+                    if !self.refused.swap(true, Ordering::Relaxed) {
+                        let said = e.as_db_error().map_or("", |db| db.message());
+                        log::warn!(
+                            "the database refuses statement_timeout as a startup parameter ({said}); connecting without \
+                             it: statements are still given up after DB_STATEMENT_TIMEOUT_MS + 1 s on this side, but \
+                             keep running on the server. To bound them there: ALTER ROLE ... SET statement_timeout, \
+                             or PgBouncer's track_extra_parameters = statement_timeout"
+                        );
+                    }
+                }
+                opened => return opened,
+            }
+        }
+        Conn::open(&self.plain, &self.tls, self.handshake, self.deadline)
+    }
+}
+
+/// Whether a connection was refused for a startup parameter (PgBouncer: "unsupported startup
+/// parameter: options", or "... in options: statement_timeout"; SQLSTATE 08P01).
+fn refuses_options(e: &postgres::Error) -> bool {
+    e.as_db_error().is_some_and(|db| {
+        db.code().code().starts_with("08") && db.message().to_lowercase().contains("unsupported startup parameter")
+    })
+}
+
 impl r2d2::ManageConnection for Manager {
     type Connection = Conn;
-    type Error = postgres::Error;
+    type Error = QueryError;
 
-    fn connect(&self) -> Result<Conn, postgres::Error> {
-        let mut client = self.config.connect(self.tls.clone())?;
+    fn connect(&self) -> Result<Conn, QueryError> {
+        let mut conn = self.open()?;
         if self.statements == Statements::PreparedOnce {
-            client.batch_execute("SET plan_cache_mode = force_generic_plan")?;
+            conn.run(conn.deadline, |client| client.batch_execute("SET plan_cache_mode = force_generic_plan"))?;
         }
-        let statements = (self.statements != Statements::Unnamed).then(Vec::new);
-        Ok(Conn { client: Some(client), alive_at: Instant::now(), statements })
+        conn.statements = (self.statements != Statements::Unnamed).then(Vec::new);
+        Ok(conn)
     }
 
     /// At checkout: a connection not checked in the last `FRESH` is asked (one round trip, at
     /// most `check_timeout`). Under load that is a few checks a second per connection instead
     /// of one per request; a connection that died less than `FRESH` after its last check can
     /// still be handed out, and fails that one request with a 503.
-    fn is_valid(&self, conn: &mut Conn) -> Result<(), postgres::Error> {
+    fn is_valid(&self, conn: &mut Conn) -> Result<(), QueryError> {
         if conn.alive_at.elapsed() < FRESH {
             return Ok(());
         }
-        conn.is_valid(self.check_timeout)?;
+        conn.ping("", self.check_timeout)?;
         conn.alive_at = Instant::now();
         Ok(())
     }
 
-    /// At return: a closed connection is dropped.
+    /// At return: a closed connection, or one given up on, is dropped.
     fn has_broken(&self, conn: &mut Conn) -> bool {
-        conn.is_closed()
+        conn.broken || conn.client().is_closed()
     }
 }
 
 /// How recently a connection must have passed the checkout check to skip it.
 const FRESH: Duration = Duration::from_millis(250);
 
-/// A pooled connection. Closing a `postgres::Client` waits for the server to close the
-/// socket, which a frozen server never does; so a connection is closed on a thread of its
-/// own and the request that dropped it (say, after a failed liveness check) is not held up.
+/// How long a connection in good order may take to say goodbye when it is dropped.
+const GOODBYE: Duration = Duration::from_millis(100);
+
+/// A connection: a `tokio_postgres` client and a runtime of its own (one thread: the caller's),
+/// which is what a `postgres::Client` is inside, but every statement here runs under a
+/// deadline. A statement past it gives the connection up: it is marked broken (the pool then
+/// drops it) and dropping it closes its socket at once, whatever the server does.
 pub struct Conn {
-    client: Option<Client>,
+    /// `None` only while it is dropped.
+    client: Option<tokio_postgres::Client>,
+    /// The task that moves the connection's bytes; it runs while a statement is waited for.
+    connection: JoinHandle<Result<(), postgres::Error>>,
+    runtime: Runtime,
+    /// How long a statement may go unanswered.
+    deadline: Duration,
+    /// Set when a statement missed its deadline: the connection is out of step for good.
+    broken: bool,
     /// When the connection last passed the checkout check.
     alive_at: Instant,
     /// With `DB_PREPARED_STATEMENTS=true`, the statements prepared on this connection so far.
@@ -175,50 +236,143 @@ pub struct Conn {
 /// A statement's parameters, each with its type, so the server infers none.
 pub type Params<'a> = [(&'a (dyn ToSql + Sync), Type)];
 
+/// Why a statement (or a connection) failed.
+#[derive(Debug)]
+pub enum QueryError {
+    /// What PostgreSQL, or the connection, said.
+    Db(postgres::Error),
+    /// No answer within this long: the connection is given up.
+    Deadline(Duration),
+    /// The connection's runtime could not be made (out of threads or descriptors).
+    Runtime(std::io::Error),
+}
+
+impl QueryError {
+    /// PostgreSQL's own error, if that is what this is.
+    pub fn as_db_error(&self) -> Option<&postgres::error::DbError> {
+        match self {
+            QueryError::Db(e) => e.as_db_error(),
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for QueryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            QueryError::Db(e) => f.write_str(&db_cause(e)),
+            QueryError::Deadline(after) => write!(f, "no answer within {} ms", after.as_millis()),
+            QueryError::Runtime(e) => write!(f, "cannot start a connection's runtime: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for QueryError {}
+
+impl From<postgres::Error> for QueryError {
+    fn from(e: postgres::Error) -> QueryError {
+        QueryError::Db(e)
+    }
+}
+
 impl Conn {
+    /// Connects, the whole handshake (TCP, TLS, authentication) within `handshake`.
+    fn open(
+        config: &tokio_postgres::Config,
+        tls: &MakeTlsConnector,
+        handshake: Duration,
+        deadline: Duration,
+    ) -> Result<Conn, QueryError> {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_io()
+            .enable_time()
+            .build()
+            .map_err(QueryError::Runtime)?;
+        let (client, connection) = match runtime.block_on(within(handshake, config.connect(tls.clone()))) {
+            Ok(Ok(connected)) => connected,
+            failed => {
+                // Not waiting for a host-name lookup that may still run on the runtime's threads.
+                runtime.shutdown_background();
+                return Err(match failed {
+                    Ok(Err(e)) => QueryError::Db(e),
+                    _ => QueryError::Deadline(handshake),
+                });
+            }
+        };
+        let connection = runtime.spawn(connection);
+        let (client, alive_at) = (Some(client), Instant::now());
+        Ok(Conn { client, connection, runtime, deadline, broken: false, alive_at, statements: None })
+    }
+
+    fn client(&self) -> &tokio_postgres::Client {
+        self.client.as_ref().unwrap_or_else(|| unreachable!("taken only in drop"))
+    }
+
+    /// Runs `work` on this connection within `limit`; past it, the connection is broken.
+    fn run<'a, T, F>(
+        &'a mut self,
+        limit: Duration,
+        work: impl FnOnce(&'a tokio_postgres::Client) -> F,
+    ) -> Result<T, QueryError>
+    where
+        F: Future<Output = Result<T, postgres::Error>>,
+    {
+        let client = self.client.as_ref().unwrap_or_else(|| unreachable!("taken only in drop"));
+        match self.runtime.block_on(within(limit, work(client))) {
+            Ok(answer) => answer.map_err(QueryError::Db),
+            Err(_) => {
+                self.broken = true;
+                Err(QueryError::Deadline(limit))
+            }
+        }
+    }
+
     /// Runs one statement from `sql/` in one round trip. By default it goes unnamed: parsed and
     /// planned with every execution, which works through any pooler. With prepared statements
     /// on, it is prepared on this connection the first time (one more round trip, once) and
     /// afterwards only bound and run, without planning.
-    pub fn query(&mut self, sql: Sql, params: &Params) -> Result<Vec<Row>, postgres::Error> {
-        let client = self.client.as_mut().unwrap_or_else(|| unreachable!("taken only in drop"));
-        let Some(statements) = &mut self.statements else {
-            return client.query_typed(sql.text, params);
+    pub fn query(&mut self, sql: Sql, params: &Params) -> Result<Vec<Row>, QueryError> {
+        let Some(statements) = &self.statements else {
+            return self.run(self.deadline, |client| client.query_typed(sql.text, params));
         };
         let statement = match statements.iter().find(|(file, _)| *file == sql.file) {
             Some((_, statement)) => statement.clone(),
             None => {
                 let types: Vec<Type> = params.iter().map(|(_, t)| t.clone()).collect();
-                let statement = client.prepare_typed(sql.text, &types)?;
-                statements.push((sql.file, statement.clone()));
+                let statement = self.run(self.deadline, |client| client.prepare_typed(sql.text, &types))?;
+                self.statements.get_or_insert_default().push((sql.file, statement.clone()));
                 statement
             }
         };
         let values: Vec<&(dyn ToSql + Sync)> = params.iter().map(|(value, _)| *value).collect();
-        client.query(&statement, &values)
+        self.run(self.deadline, |client| client.query(&statement, &values))
+    }
+
+    /// Runs `text` with the simple protocol (nothing prepared), under the deadline.
+    pub fn simple_query(&mut self, text: &str) -> Result<Vec<SimpleQueryMessage>, QueryError> {
+        self.run(self.deadline, |client| client.simple_query(text))
+    }
+
+    /// Whether the database answers `text` (simple protocol) within `within`.
+    pub fn ping(&mut self, text: &str, within: Duration) -> Result<(), QueryError> {
+        self.run(within, |client| client.simple_query(text)).map(drop)
     }
 }
 
-impl Deref for Conn {
-    type Target = Client;
-    fn deref(&self) -> &Client {
-        self.client.as_ref().unwrap_or_else(|| unreachable!("taken only in drop"))
-    }
-}
-
-impl DerefMut for Conn {
-    fn deref_mut(&mut self) -> &mut Client {
-        self.client.as_mut().unwrap_or_else(|| unreachable!("taken only in drop"))
-    }
+/// `work`, or `Elapsed` after `limit`. The timer is made inside the future, where the
+/// runtime that drives it is current.
+async fn within<F: Future>(limit: Duration, work: F) -> Result<F::Output, tokio::time::error::Elapsed> {
+    tokio::time::timeout(limit, work).await
 }
 
 impl Drop for Conn {
+    /// A connection in good order says goodbye (PostgreSQL's Terminate; no answer is awaited),
+    /// for `GOODBYE` at most. One that missed a deadline is just closed: dropping the runtime
+    /// drops the connection's task, and with it the socket, without waiting for the server.
     fn drop(&mut self) {
-        if let Some(client) = self.client.take() {
-            let closing = std::thread::Builder::new().name("db-close".to_owned()).spawn(move || drop(client));
-            if let Err(e) = closing {
-                log::warn!("cannot close a database connection in the background: {e}");
-            }
+        drop(self.client.take()); // the connection's last client gone, it terminates
+        if !self.broken {
+            let _ = self.runtime.block_on(within(GOODBYE, &mut self.connection));
         }
     }
 }
@@ -227,18 +381,9 @@ impl Drop for Conn {
 #[derive(Debug)]
 struct LogConnectErrors;
 
-impl r2d2::HandleError<postgres::Error> for LogConnectErrors {
-    fn handle_error(&self, error: postgres::Error) {
-        log::warn!("database connection failed: {}", with_cause(&error));
-    }
-}
-
-/// A connection error with its cause (rust-postgres's message alone is only its kind, such as
-/// "error performing TLS handshake"); a cause names neither password nor URL.
-fn with_cause(error: &postgres::Error) -> String {
-    match std::error::Error::source(error) {
-        Some(cause) => format!("{error}: {cause}"),
-        None => error.to_string(),
+impl r2d2::HandleError<QueryError> for LogConnectErrors {
+    fn handle_error(&self, error: QueryError) {
+        log::warn!("database connection failed: {error}");
     }
 }
 
@@ -282,7 +427,7 @@ pub fn tls(verify: &TlsVerify) -> Result<MakeTlsConnector, ErrorStack> {
 /// errors name `variable`, where `config` came from.
 pub fn connect(config: &postgres::Config, verify: &TlsVerify, variable: &str) -> Result<Client, String> {
     let tls = tls(verify).map_err(|e| format!("TLS setup failed: {e}"))?;
-    config.connect(tls).map_err(|e| format!("cannot connect to the database ({variable}): {}", with_cause(&e)))
+    config.connect(tls).map_err(|e| format!("cannot connect to the database ({variable}): {}", db_cause(&e)))
 }
 
 /// Whether connecting failed because the server's certificate did not pass the check: a
@@ -302,16 +447,38 @@ fn certificate_refused(error: &postgres::Error) -> bool {
     false
 }
 
+/// The handshake's bound: the URL's `connect_timeout` (config.rs sets 5 s when it has none).
+fn handshake(config: &tokio_postgres::Config) -> Duration {
+    config.get_connect_timeout().copied().unwrap_or(Duration::from_secs(5))
+}
+
 /// A pool that connects lazily, so the server can start while the database is cold.
 pub fn pool(config: &Config) -> Result<Pool, String> {
     let tls = tls(&config.database_tls).map_err(|e| format!("TLS setup failed: {e}"))?;
-    let pooled = (config.prepared_statements != Some(false)).then(|| pooled(&config.database, &tls));
-    if let Some(Err(e)) = &pooled
+    let mut timed = config.database.clone();
+    let option = format!("-c statement_timeout={}", config.statement_timeout.as_millis());
+    timed.options(config.database.get_options().map_or(option.clone(), |options| format!("{options} {option}")));
+    // A quarter of the checkout budget, so a dead connection or two still leaves time for a
+    // good one; at least 100 ms so that a busy but healthy server is not taken for dead.
+    let check_timeout = (config.pool_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
+    let mut manager = Manager {
+        timed,
+        plain: config.database.clone(),
+        refused: AtomicBool::new(false),
+        tls,
+        handshake: handshake(&config.database),
+        // The server's own timeout answers first when it can; a second later, nothing came.
+        deadline: config.statement_timeout + Duration::from_secs(1),
+        check_timeout,
+        statements: Statements::Unnamed,
+    };
+    let pooled = (config.prepared_statements != Some(false)).then(|| pooled(&manager));
+    if let Some(Err(QueryError::Db(e))) = &pooled
         && certificate_refused(e)
     {
-        return Err(format!("cannot connect to the database (DATABASE_URL): {}", with_cause(e)));
+        return Err(format!("cannot connect to the database (DATABASE_URL): {}", db_cause(e)));
     }
-    let statements = match (config.prepared_statements, pooled) {
+    manager.statements = match (config.prepared_statements, pooled) {
         (Some(false), _) | (_, None) => Statements::Unnamed,
         (_, Some(Ok(false))) => Statements::PreparedOnce,
         (Some(true), _) => Statements::Prepared,
@@ -324,10 +491,6 @@ pub fn pool(config: &Config) -> Result<Pool, String> {
             Statements::Unnamed
         }
     };
-    // A quarter of the checkout budget, so a dead connection or two still leaves time for a
-    // good one; at least 100 ms so that a busy but healthy server is not taken for dead.
-    let check_timeout = (config.pool_timeout / 4).clamp(Duration::from_millis(100), Duration::from_secs(1));
-    let manager = Manager { config: config.database.clone(), tls, check_timeout, statements };
     Ok(r2d2::Pool::builder()
         .max_size(config.pool_size)
         .min_idle(Some(config.pool_size.min(4)))
@@ -336,21 +499,44 @@ pub fn pool(config: &Config) -> Result<Pool, String> {
         .build_unchecked(manager))
 }
 
-/// Whether `config` reaches PostgreSQL through a pooler that runs one client's transactions on
-/// several server connections (PgBouncer in transaction or statement mode): then a statement
-/// prepared by one client may be missing, or be another client's under the same name, on the
-/// server connection its next transaction gets. Two clients ask in turn for their backend's pid:
-/// a direct connection (or session pooling) keeps one backend per client for good; a
-/// transaction pooler hands them the server connection just freed, or another each time.
-fn pooled(config: &postgres::Config, tls: &MakeTlsConnector) -> Result<bool, postgres::Error> {
-    let (mut first, mut second) = (config.connect(tls.clone())?, config.connect(tls.clone())?);
+/// Opens the readiness check's own connection: not one of the pool's, so that a flood of
+/// probes cannot take connections from requests, named `<application_name>-ready`, and without
+/// the statement timeout (its one statement has a client-side deadline of its own).
+pub struct Connector {
+    config: tokio_postgres::Config,
+    tls: MakeTlsConnector,
+}
+
+impl Connector {
+    pub fn readiness(config: &Config) -> Result<Connector, String> {
+        let mut database = config.database.clone();
+        let name = format!("{}-ready", database.get_application_name().unwrap_or("todo-api"));
+        database.application_name(&name);
+        let tls = tls(&config.database_tls).map_err(|e| format!("TLS setup failed: {e}"))?;
+        Ok(Connector { config: database, tls })
+    }
+
+    /// A connection whose handshake, and every statement, takes at most `within`.
+    pub fn open(&self, within: Duration) -> Result<Conn, QueryError> {
+        Conn::open(&self.config, &self.tls, within.min(handshake(&self.config)), within)
+    }
+}
+
+/// Whether `manager`'s connections reach PostgreSQL through a pooler that runs one client's
+/// transactions on several server connections (PgBouncer in transaction or statement mode): then
+/// a statement prepared by one client may be missing, or be another client's under the same name,
+/// on the server connection its next transaction gets. Two clients ask in turn for their
+/// backend's pid: a direct connection (or session pooling) keeps one backend per client for good;
+/// a transaction pooler hands them the server connection just freed, or another each time.
+fn pooled(manager: &Manager) -> Result<bool, QueryError> {
+    let (mut first, mut second) = (manager.open()?, manager.open()?);
     let mut backends = [Vec::new(), Vec::new()];
     for _ in 0..4 {
-        for (client, seen) in [&mut first, &mut second].into_iter().zip(&mut backends) {
+        for (conn, seen) in [&mut first, &mut second].into_iter().zip(&mut backends) {
             // The simple protocol: no statement is prepared to ask.
-            let rows = client.simple_query("SELECT pg_backend_pid()")?;
+            let rows = conn.simple_query("SELECT pg_backend_pid()")?;
             seen.extend(rows.iter().filter_map(|message| match message {
-                postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+                SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
                 _ => None,
             }));
         }

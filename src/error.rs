@@ -13,6 +13,7 @@ use rouille::Response;
 use serde::Serialize;
 
 use crate::auth::AuthError;
+use crate::db::QueryError;
 
 /// One invalid field, as reported in a 422 body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -147,6 +148,12 @@ impl From<r2d2::Error> for ApiError {
 
 impl From<postgres::Error> for ApiError {
     fn from(e: postgres::Error) -> ApiError {
+        // A statement over `statement_timeout` (57014) or a lock not had in time (55P03): the
+        // database is busy, not the request wrong. Only the message and code are logged: a
+        // detail can quote a row.
+        if let Some(db) = e.as_db_error().filter(|db| ["57014", "55P03"].contains(&db.code().code())) {
+            return ApiError::Unavailable(format!("database: {} ({})", db.message(), db.code().code()));
+        }
         // SQLSTATE classes 08 (connection), 53 (resources) and 57P (shutdown) mean the database,
         // not the request, is at fault; so do errors with no SQLSTATE (closed socket, I/O).
         let unavailable = match e.code() {
@@ -188,6 +195,16 @@ pub fn db_cause(e: &postgres::Error) -> String {
         cause.push_str(&format!(" ({})", names.join(", ")));
     }
     cause
+}
+
+impl From<QueryError> for ApiError {
+    /// A statement given up on after its deadline (the database froze) is a 503 like the rest.
+    fn from(e: QueryError) -> ApiError {
+        match e {
+            QueryError::Db(e) => e.into(),
+            QueryError::Deadline(_) | QueryError::Runtime(_) => ApiError::Unavailable(format!("database: {e}")),
+        }
+    }
 }
 
 #[cfg(test)]

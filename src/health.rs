@@ -1,9 +1,16 @@
 //! `/health` (liveness, no database) and `/health/ready` (the database answers within 2 s,
 //! and, with `JWKS_URL`, Better Auth's keys have been fetched).
+//!
+//! Invariants a reviewer can check in this file alone:
+//! - readiness asks the database on a connection of its own, never one of the request pool's;
+//! - at most one check runs at a time, and a result is reused for `READY_FRESH`: a flood of
+//!   probes costs the database about one `SELECT 1` a second;
+//! - a probe waits only for a check it runs itself (and the first probe ever for the first
+//!   check); each check takes at most `READY_TIMEOUT`, its connection's deadline.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::mpsc;
+use std::sync::{Mutex, PoisonError, TryLockError};
 use std::time::{Duration, Instant};
 
 use rouille::Response;
@@ -15,6 +22,9 @@ use crate::{App, db};
 
 /// How long readiness may wait for the database.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long a check's result answers probes before the database is asked again.
+const READY_FRESH: Duration = Duration::from_secs(1);
 
 #[derive(Serialize)]
 pub struct Status {
@@ -32,30 +42,83 @@ impl Status {
     }
 }
 
-/// 200 when a pooled connection answers a query within the timeout, else 503. The check runs
-/// on a thread of its own, so that a database that accepts but never answers cannot hold the
-/// response past the deadline.
-pub fn ready(app: &App) -> Result<Response, ApiError> {
-    let (sender, answer) = mpsc::channel();
-    let pool = app.pool.clone();
-    let check = move || {
-        let started = Instant::now();
-        let result = pool.get_timeout(READY_TIMEOUT).map_err(|e| e.to_string()).and_then(|mut client| {
-            let left = READY_TIMEOUT.saturating_sub(started.elapsed()).max(Duration::from_millis(100));
-            client
-                .is_valid(left)
-                .and_then(|()| client.simple_query(db::READY.text).map(drop))
-                .map_err(|e| e.to_string())
-        });
-        let _ = sender.send(result);
-    };
-    let answered = match std::thread::Builder::new().name("ready".to_owned()).spawn(check) {
-        Ok(_) => answer.recv_timeout(READY_TIMEOUT).unwrap_or_else(|_| Err("no answer within 2 s".to_owned())),
-        Err(e) => Err(format!("cannot start the check: {e}")),
-    };
-    if let Err(cause) = &answered {
-        log::warn!("readiness check failed: {cause}");
+/// The database side of readiness: its connection, and the last check's result.
+pub struct Readiness {
+    connector: db::Connector,
+    /// The check's connection, kept between checks; held by the one check running.
+    connection: Mutex<Option<db::Conn>>,
+    /// When the last check ended, and what it found.
+    last: Mutex<Option<(Instant, Result<(), String>)>>,
+}
+
+impl Readiness {
+    pub fn new(connector: db::Connector) -> Readiness {
+        Readiness { connector, connection: Mutex::new(None), last: Mutex::new(None) }
     }
+
+    /// When the last check ended, and what it found.
+    fn last(&self) -> Option<(Instant, Result<(), String>)> {
+        self.last.lock().unwrap_or_else(PoisonError::into_inner).clone()
+    }
+
+    /// The last check's result, if it is under `READY_FRESH` old.
+    fn fresh(&self) -> Option<Result<(), String>> {
+        self.last().filter(|(at, _)| at.elapsed() < READY_FRESH).map(|(_, result)| result)
+    }
+
+    /// Whether the database answers: a result under `READY_FRESH` old; else, while another
+    /// check runs, the last result (the first probe ever waits for the first check); else a
+    /// check of its own.
+    fn database(&self) -> Result<(), String> {
+        if let Some(result) = self.fresh() {
+            return result;
+        }
+        let mut connection = match self.connection.try_lock() {
+            Ok(connection) => connection,
+            Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
+            Err(TryLockError::WouldBlock) => match self.last() {
+                Some((_, result)) => return result,
+                None => self.connection.lock().unwrap_or_else(PoisonError::into_inner),
+            },
+        };
+        // A check may have ended while this probe waited for the lock.
+        if let Some(result) = self.fresh() {
+            return result;
+        }
+        let result = self.check(&mut connection);
+        if let Err(cause) = &result {
+            log::warn!("readiness check failed: {cause}");
+        }
+        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), result.clone()));
+        result
+    }
+
+    /// One `SELECT 1` within `READY_TIMEOUT`, connecting first if need be. A kept connection
+    /// that fails without running out of time (the server restarted since) is replaced at once.
+    fn check(&self, connection: &mut Option<db::Conn>) -> Result<(), String> {
+        let started = Instant::now();
+        let left = || READY_TIMEOUT.saturating_sub(started.elapsed());
+        if let Some(conn) = connection.as_mut() {
+            match conn.ping(db::READY.text, left()) {
+                Ok(()) => return Ok(()),
+                Err(e @ db::QueryError::Deadline(_)) => {
+                    *connection = None;
+                    return Err(e.to_string());
+                }
+                Err(_) => *connection = None,
+            }
+        }
+        let mut conn = self.connector.open(left()).map_err(|e| e.to_string())?;
+        conn.ping(db::READY.text, left()).map_err(|e| e.to_string())?;
+        *connection = Some(conn);
+        Ok(())
+    }
+}
+
+/// 200 when the database answers (see `Readiness`) and, with `JWKS_URL`, the keys are in; else
+/// 503.
+pub fn ready(app: &App) -> Result<Response, ApiError> {
+    let answered = app.readiness.database();
     let jwks = app.verifier.jwks().map(|jwks| if jwks.is_ready() { "ok" } else { "unavailable" });
     let database = if answered.is_ok() { "ok" } else { "unreachable" };
     Ok(match (database, jwks) {

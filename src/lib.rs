@@ -47,6 +47,8 @@ pub fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 /// What every request handler shares.
 pub struct App {
     pub pool: db::Pool,
+    /// `/health/ready`'s own connection and last result.
+    pub readiness: health::Readiness,
     pub verifier: Verifier,
     pub cors: Cors,
     /// `None` when `RATE_LIMIT_PER_MINUTE=0`.
@@ -99,6 +101,7 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
 
     let app = App {
         pool: db::pool(config)?,
+        readiness: health::Readiness::new(db::Connector::readiness(config)?),
         verifier: {
             let verifier = Verifier::new(
                 config.secret.as_ref().map_or(&[][..], |secret| &secret.0),
@@ -121,10 +124,10 @@ pub fn start(config: &Config, dispatch: http::Dispatch) -> Result<Running, Strin
     let metrics = Arc::clone(&app.metrics);
     let listener = server::listen(&config.host, config.port)
         .map_err(|e| format!("cannot listen on {}:{} (HOST, PORT): {e}", config.host, config.port))?;
-    // Besides client connections: four per database connection (its socket, and its client's
-    // event loop: two epoll descriptors and an eventfd; counted), the listener, logs, and
-    // connections being closed.
-    let reserve = 4 * config.pool_size as usize + 64;
+    // Besides client connections: four per database connection, the pool's and readiness's (its
+    // socket, and its client's event loop: two epoll descriptors and an eventfd; counted), the
+    // listener, logs, and connections being closed.
+    let reserve = 4 * (config.pool_size as usize + 1) + 64;
     let limits = Limits {
         max_connections: server::fit_open_files(config.max_connections, reserve),
         workers: config.workers,

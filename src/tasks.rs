@@ -698,7 +698,7 @@ fn page(
         filters: &Params,
         limit: i64,
         offset: i64,
-    ) -> Result<Vec<Row>, postgres::Error> {
+    ) -> Result<Vec<Row>, db::QueryError> {
         let mut params = filters.to_vec();
         params.extend([(&limit as &(dyn ToSql + Sync), Type::INT8), (&offset, Type::INT8)]);
         conn.query(sql, &params)

@@ -186,6 +186,15 @@ pub fn spawn_app_with(overrides: &[(&str, &str)], dispatch: Dispatch) -> TestApp
     TestApp { addr: running.addr, db, running: Some(running) }
 }
 
+/// The first column of the first row of a simple-protocol answer.
+pub fn first_value(messages: &[postgres::SimpleQueryMessage]) -> String {
+    let value = messages.iter().find_map(|message| match message {
+        postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
+        _ => None,
+    });
+    value.expect("a row")
+}
+
 pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }

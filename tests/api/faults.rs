@@ -216,6 +216,79 @@ fn an_exhausted_pool_answers_503_after_the_timeout_then_recovers() {
 }
 
 #[test]
+fn a_write_waiting_on_a_lock_past_the_statement_timeout_is_a_503_from_the_server() {
+    // Directly to PostgreSQL (a pooler may refuse the startup parameter: then only the client's
+    // deadline holds, and this test is about the server's).
+    let overrides = [("DATABASE_URL", "{db}"), ("DB_STATEMENT_TIMEOUT_MS", "500")];
+    let app = spawn_app_with(&overrides, dispatch);
+    let task = app.create("u1", "locked");
+    // The pool's connections carry the setting (a pool made as the server makes its own).
+    let mut vars = base_env(&app.db.url());
+    vars.extend(overrides.map(|(name, value)| (name.to_owned(), value.replace("{db}", &app.db.url()))));
+    let pool = todo_api::db::pool(&config(&vars)).unwrap();
+    let setting = first_value(&pool.get().unwrap().simple_query("SHOW statement_timeout").unwrap());
+    assert_eq!(setting, "500ms", "statement_timeout of a pooled connection");
+    let mut lock = lock_tasks(&app);
+    let started = Instant::now();
+    let reply = app.send_json("PATCH", &format!("/api/tasks/{}", task["id"]), "u1", json!({"title": "x"}));
+    let waited = started.elapsed();
+    lock.batch_execute("COMMIT").unwrap();
+    reply.error(503, "unavailable");
+    assert_eq!(reply.header("Retry-After"), Some("1"));
+    // The server's 57014 at 0.5 s, well before the client's own deadline (1.5 s).
+    assert!(waited >= Duration::from_millis(450) && waited < Duration::from_millis(1300), "{waited:?}");
+    assert_eq!(app.get(&format!("/api/tasks/{}", task["id"]), "u1").json()["title"], "locked");
+}
+
+#[test]
+fn a_flood_of_readiness_probes_is_answered_while_the_pool_is_exhausted_with_one_check_a_second() {
+    let app = spawn_app_with(&[("DB_POOL_SIZE", "1"), ("DB_POOL_TIMEOUT_MS", "300")], dispatch);
+    let mut lock = lock_tasks(&app);
+    let mut watcher = admin();
+    let app = &app;
+    std::thread::scope(|scope| {
+        let blocked = scope.spawn(|| app.get("/api/tasks", "u1"));
+        std::thread::sleep(Duration::from_millis(300));
+        assert_eq!(app.get("/api/tasks", "u2").status, 503, "the request pool is exhausted");
+        let until = Instant::now() + Duration::from_secs(3);
+        let probes: Vec<_> = (0..6)
+            .map(|_| {
+                scope.spawn(move || {
+                    let mut statuses = Vec::new();
+                    while Instant::now() < until {
+                        let started = Instant::now();
+                        statuses.push(app.call("GET", "/health/ready").send().status);
+                        assert!(started.elapsed() < Duration::from_secs(2), "{:?}", started.elapsed());
+                    }
+                    statuses
+                })
+            })
+            .collect();
+        // What the database sees: the readiness connections, and when each last began a statement.
+        let (mut most, mut checks) = (0, std::collections::BTreeSet::new());
+        while Instant::now() < until {
+            let rows = watcher
+                .query(
+                    "SELECT query_start::text FROM pg_stat_activity \
+                     WHERE datname = $1 AND application_name = 'todo-api-ready'",
+                    &[&app.db.name],
+                )
+                .unwrap();
+            most = most.max(rows.len());
+            checks.extend(rows.iter().filter_map(|row| row.get::<_, Option<String>>(0)));
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let statuses: Vec<u16> = probes.into_iter().flat_map(|probe| probe.join().unwrap()).collect();
+        assert!(statuses.len() > 30, "a flood: {} probes", statuses.len());
+        assert!(statuses.iter().all(|status| *status == 200), "{statuses:?}");
+        assert_eq!(most, 1, "one readiness connection");
+        assert!((1..=4).contains(&checks.len()), "about one check a second for 3 s: {checks:?}");
+        lock.batch_execute("COMMIT").unwrap();
+        assert_eq!(blocked.join().unwrap().status, 200);
+    });
+}
+
+#[test]
 fn a_stop_finishes_requests_in_flight_and_refuses_new_ones() {
     let mut app = spawn_app();
     let task = app.create("u1", "before the stop");

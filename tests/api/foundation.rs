@@ -407,21 +407,13 @@ fn prepared_statements_are_prepared_once_per_connection_unless_pooled_or_refused
             let rows = conn.query(todo_api::db::GET_TASK, &[(&id, Type::INT8), (&"alice", Type::TEXT)]).unwrap();
             assert!(rows.is_empty());
         }
-        let prepared: i64 = conn
-            .query_typed_one(
-                "SELECT count(*) FROM pg_prepared_statements WHERE statement = $1",
-                &[(&todo_api::db::GET_TASK.text, Type::TEXT)],
-            )
-            .unwrap()
-            .get(0);
+        let text = todo_api::db::GET_TASK.text;
+        assert!(!text.contains("$sql$"));
+        let count = format!("SELECT count(*) FROM pg_prepared_statements WHERE statement = $sql${text}$sql$");
+        let prepared: i64 = first_value(&conn.simple_query(&count).unwrap()).parse().unwrap();
         assert_eq!(prepared, expected, "DB_PREPARED_STATEMENTS={setting}, direct: {direct}");
         // Prepared on a session of its own, a statement is planned once, not on every execution.
-        let rows = conn.simple_query("SHOW plan_cache_mode").unwrap();
-        let mode = rows.iter().find_map(|message| match message {
-            postgres::SimpleQueryMessage::Row(row) => row.get(0).map(str::to_owned),
-            _ => None,
-        });
-        let mode = mode.unwrap();
+        let mode = first_value(&conn.simple_query("SHOW plan_cache_mode").unwrap());
         let generic = if expected == 1 { "force_generic_plan" } else { "auto" };
         assert_eq!(mode, generic, "DB_PREPARED_STATEMENTS={setting}, direct: {direct}");
     }

@@ -34,7 +34,12 @@ fn a_database_outage_is_503_and_the_server_recovers_without_a_restart() {
     for _ in 0..20 {
         assert_eq!(app.get("/api/tasks", "u1").json().as_array().unwrap().len(), 1, "no broken connection handed out");
     }
-    assert_eq!(app.call("GET", "/health/ready").send().status, 200);
+    // Readiness reuses a result for a second: ready again within that, plus its check.
+    let back = Instant::now();
+    while app.call("GET", "/health/ready").send().status != 200 {
+        assert!(back.elapsed() < Duration::from_secs(2), "ready again once its last result is a second old");
+        std::thread::sleep(Duration::from_millis(50));
+    }
 }
 
 #[test]
@@ -179,22 +184,47 @@ fn a_database_that_stops_answering_gives_503_not_a_hang() {
     .unwrap();
     let proxy = FreezableProxy::start(upstream);
     let through = format!("postgres://postgres@{}/{}", proxy.addr, db.name);
+    // WORKERS=2: two requests stuck on the database would leave none for anything else.
     let app = spawn_app_with(
-        &[("DATABASE_URL", &through), ("DATABASE_MIGRATION_URL", &db.url()), ("DB_POOL_TIMEOUT_MS", "500")],
+        &[
+            ("DATABASE_URL", &through),
+            ("DATABASE_MIGRATION_URL", &db.url()),
+            ("DB_POOL_TIMEOUT_MS", "500"),
+            ("DB_STATEMENT_TIMEOUT_MS", "1000"),
+            ("WORKERS", "2"),
+        ],
         dispatch,
     );
     app.create("u1", "before the freeze");
     proxy.freeze(true);
-    // A connection seen working in the last 250 ms is handed out unchecked, and a request on
-    // it waits for the database like one already in flight; after that, every checkout asks.
-    std::thread::sleep(Duration::from_millis(300));
+    // The connection the create just used passed its check less than 250 ms ago: it is handed
+    // out unchecked, and the request on it waits on the frozen database. The other request gets
+    // a connection that fails its check. Both workers are taken; both are freed by 1 s + 1 s.
+    let started = Instant::now();
+    let waited: Vec<Duration> = std::thread::scope(|scope| {
+        let requests: Vec<_> = (0..2)
+            .map(|_| {
+                scope.spawn(|| {
+                    app.get("/api/tasks", "u1").error(503, "unavailable");
+                    started.elapsed()
+                })
+            })
+            .collect();
+        requests.into_iter().map(|request| request.join().unwrap()).collect()
+    });
+    let slowest = waited.iter().max().copied().unwrap_or_default();
+    assert!(slowest >= Duration::from_millis(1500), "one request waited on the database: {waited:?}");
+    assert!(slowest < Duration::from_millis(2600), "cut off by DB_STATEMENT_TIMEOUT_MS + 1 s: {waited:?}");
+    let health = Instant::now();
+    assert_eq!(app.call("GET", "/health").send().status, 200);
+    assert!(health.elapsed() < Duration::from_millis(500), "a worker is free: {:?}", health.elapsed());
     let started = Instant::now();
     assert_eq!(app.call("GET", "/health/ready").send().status, 503);
-    assert!(started.elapsed() < Duration::from_secs(3), "ready answers within its 2 s: {:?}", started.elapsed());
+    assert!(started.elapsed() < Duration::from_millis(2500), "ready answers within its 2 s: {:?}", started.elapsed());
     for _ in 0..2 {
         let started = Instant::now();
         app.get("/api/tasks", "u1").error(503, "unavailable");
-        assert!(started.elapsed() < Duration::from_secs(4), "no hang: {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(3), "no hang: {:?}", started.elapsed());
     }
     assert_eq!(app.call("GET", "/health").send().status, 200);
     proxy.freeze(false);
