@@ -12,7 +12,7 @@
 # a hundred users at thousands of requests a second are far over the default 600 a minute).
 # The limiter's cost: `unlimited` and `limited` are `get` against a second server started for
 # the run and warmed up, with limits off, then on and out of reach (every request through the
-# limiter, none refused); the same in all but the limits, one right after the other.
+# limiter, none refused); the same in all but the limits, one right after the other, in turns.
 # PostgreSQL: $PG_URL, else 127.0.0.1:5432, else a throwaway cluster under target/pg-bench
 # (scripts/pg.sh). Output: a Markdown table on stdout and target/bench/results.md;
 # raw wrk/pgbench outputs in target/bench/runs/, the server's log in target/bench/server.log.
@@ -327,7 +327,15 @@ for round in $(seq "$ROUNDS"); do
   say "round $round/$ROUNDS: ceilings (rouille hello-world, the API's GET /health)"
   ceiling_run hello "http://127.0.0.1:$HELLO_PORT/" "$round"
   ceiling_run health "$BASE/health" "$round"
+  # unlimited and limited swap places every other round: neither always runs second.
+  order=()
   for s in "${SCENARIOS[@]}"; do
+    if ((round % 2 == 0)); then
+      case $s in unlimited) s=limited ;; limited) s=unlimited ;; esac
+    fi
+    order+=("$s")
+  done
+  for s in "${order[@]}"; do
     conns=$(connections_of "$s")
     say "round $round/$ROUNDS: $s, API at $conns connections"
     sampler=
