@@ -10,7 +10,7 @@
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::sync::{Mutex, PoisonError, TryLockError};
+use std::sync::{Mutex, TryLockError};
 use std::time::{Duration, Instant};
 
 use rouille::Response;
@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 use crate::wire::json;
-use crate::{App, db};
+use crate::{App, db, lock};
 
 /// How long readiness may wait for the database.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -58,7 +58,7 @@ impl Readiness {
 
     /// When the last check ended, and what it found.
     fn last(&self) -> Option<(Instant, Result<(), String>)> {
-        self.last.lock().unwrap_or_else(PoisonError::into_inner).clone()
+        lock(&self.last).clone()
     }
 
     /// The last check's result, if it is under `READY_FRESH` old.
@@ -78,7 +78,7 @@ impl Readiness {
             Err(TryLockError::Poisoned(poisoned)) => poisoned.into_inner(),
             Err(TryLockError::WouldBlock) => match self.last() {
                 Some((_, result)) => return result,
-                None => self.connection.lock().unwrap_or_else(PoisonError::into_inner),
+                None => lock(&self.connection),
             },
         };
         // A check may have ended while this probe waited for the lock.
@@ -89,7 +89,7 @@ impl Readiness {
         if let Err(cause) = &result {
             log::warn!("readiness check failed: {cause}");
         }
-        *self.last.lock().unwrap_or_else(PoisonError::into_inner) = Some((Instant::now(), result.clone()));
+        *lock(&self.last) = Some((Instant::now(), result.clone()));
         result
     }
 
