@@ -39,6 +39,12 @@ WITH old AS (
          task_next_due(COALESCE(recurrence_anchor, due_date), due_date, recurrence, now()) AS due
     WHERE completed AND NOT was_completed
       AND due IS NOT NULL
+      -- Completed, un-completed and completed again: its next occurrence is there already
+      -- (same series, title and due date), unless the user deleted or changed it.
+      AND NOT EXISTS (SELECT 1 FROM tasks AS t
+                      WHERE t.user_id = changed.user_id AND t.due_date = due
+                        AND t.title = changed.title AND t.recurrence = changed.recurrence
+                        AND t.recurrence_anchor IS NOT DISTINCT FROM changed.recurrence_anchor)
       AND (remind_at IS NULL
            OR remind_at + make_interval(secs => extract(epoch FROM due - due_date)) < '10000-01-01Z')
     RETURNING id

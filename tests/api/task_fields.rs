@@ -343,16 +343,25 @@ fn a_recurring_task_makes_one_next_occurrence_however_it_is_completed() {
     let set = app.send_json("PATCH", &format!("{item}/complete"), "alice", json!({"completed": false}));
     assert_eq!(set.header("Link"), None);
     assert_eq!(count(), 2);
+    // Completed, un-completed, completed again (a checkbox clicked three times): one next
+    // occurrence. Another series due the same day is its own.
+    let swim = create(&app, "alice", json!({"title": "Swim", "due_date": "2031-05-01", "recurrence": "weekly"}));
+    for click in 1..=5 {
+        let reply = complete(&app, &format!("/api/tasks/{}", swim["id"]), 0);
+        assert_eq!(reply.json()["completed"], click % 2 == 1);
+        assert_eq!(reply.header("Link").is_some(), click == 1, "click {click}");
+    }
+    assert_eq!(count(), 4, "Swim, and its one next occurrence");
     // A task that is not recurring, or is created completed, has no next occurrence.
     let plain = create(&app, "alice", json!({"title": "Once", "due_date": "2031-05-01"}));
     assert_eq!(complete(&app, &format!("/api/tasks/{}", plain["id"]), 0).header("Link"), None);
     create(&app, "alice", json!({"title": "Done", "due_date": "2031-05-01", "recurrence": "daily", "completed": true}));
-    assert_eq!(count(), 4);
+    assert_eq!(count(), 6);
     // A series that would run past the year 9999 ends.
     let last = create(&app, "alice", json!({"title": "Far", "due_date": "9999-06-01", "recurrence": "yearly"}));
     let reply = complete(&app, &format!("/api/tasks/{}", last["id"]), 2);
     assert_eq!((reply.status, reply.header("Link")), (200, None));
-    assert_eq!(count(), 5);
+    assert_eq!(count(), 7);
     // Another user's recurring task cannot be completed through this one's token.
     let theirs = create(&app, "bob", json!({"title": "Bob's", "due_date": "2031-05-01", "recurrence": "daily"}));
     complete(&app, &format!("/api/tasks/{}", theirs["id"]), 0).error(404, "not_found");
