@@ -24,7 +24,7 @@ use crate::lock;
 const SHARDS: usize = 64;
 /// Buckets a shard holds at most: 114,688 in all. 7/8 of 2,048, so that a shard's table never
 /// grows past 2,048 slots (hashbrown's load factor) of 33 bytes: 4.3 MiB in all; a million
-/// made-up keys grew the process by 10 MiB, allocator slack included (the test below).
+/// made-up keys grew the process by 10 MiB, allocator slack included (the test below, run alone).
 const SHARD_CAPACITY: usize = 1792;
 
 /// Whose bucket a request draws from.
@@ -241,10 +241,11 @@ mod tests {
         assert!(limiter.len() <= SHARDS * SHARD_CAPACITY, "{} buckets", limiter.len());
         assert!(limiter.len() > SHARDS * SHARD_CAPACITY / 2, "the table is used: {}", limiter.len());
         assert_eq!(refused, 1000 - 5, "the busy key was never forgotten");
-        // The process's resident memory grew by the table (other tests run beside this one).
+        // What the process's resident memory grew by, for the record (`--nocapture`, alone:
+        // tests running beside this one allocate too, so it is not asserted; the bound is the
+        // bucket count above, each bucket a fixed size).
         let grown = rss_kib() - before;
         eprintln!("{} buckets; resident memory grew by {grown} KiB", limiter.len());
-        assert!(grown < 32 * 1024, "{grown} KiB");
     }
 
     #[test]

@@ -42,7 +42,7 @@ WITH old AS (
       -- Completed, un-completed and completed again: its next occurrence is there already
       -- (same series, title and due date), unless the user deleted or changed it.
       AND NOT EXISTS (SELECT 1 FROM tasks AS t
-                      WHERE t.user_id = changed.user_id AND t.due_date = due
+                      WHERE user_id = $2 AND t.due_date = due
                         AND t.title = changed.title AND t.recurrence = changed.recurrence
                         AND t.recurrence_anchor IS NOT DISTINCT FROM changed.recurrence_anchor)
       AND (remind_at IS NULL
