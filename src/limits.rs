@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 use std::hash::{BuildHasher, Hash, RandomState};
-use std::net::{IpAddr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Mutex;
 use std::time::Instant;
 
@@ -153,8 +153,10 @@ pub fn loopback() -> Vec<Net> {
 }
 
 /// The client's address: the peer, or, when the peer is a trusted proxy, the right-most address
-/// of `X-Forwarded-For` (all its lines, in order) that is not a trusted proxy. An entry that is
-/// not an address ends the walk at the last trusted hop, which vouched for nothing further.
+/// of `X-Forwarded-For` (all its lines, in order) that is not a trusted proxy (`addr:port` and
+/// `[v6]:port` read as their address). An entry that is no address (`unknown`) ends the walk
+/// with the unspecified address: never a trusted proxy's own (loopback for a sidecar, which
+/// `METRICS_ALLOW` may list), and one bucket for all such clients.
 pub fn client_address<'a>(peer: IpAddr, forwarded: impl Iterator<Item = &'a str>, trusted: &[Net]) -> IpAddr {
     let is_trusted = |addr: IpAddr| trusted.iter().any(|net| net.contains(addr));
     let mut client = peer.to_canonical();
@@ -163,10 +165,11 @@ pub fn client_address<'a>(peer: IpAddr, forwarded: impl Iterator<Item = &'a str>
     }
     let hops: Vec<&str> = forwarded.flat_map(|line| line.split(',')).map(str::trim).collect();
     for hop in hops.into_iter().rev() {
-        match hop.parse::<IpAddr>() {
+        let addr = hop.parse::<IpAddr>().or_else(|_| hop.parse::<SocketAddr>().map(|socket| socket.ip()));
+        match addr {
             Ok(addr) if is_trusted(addr) => client = addr.to_canonical(),
             Ok(addr) => return addr.to_canonical(),
-            Err(_) => break,
+            Err(_) => return IpAddr::V4(Ipv4Addr::UNSPECIFIED),
         }
     }
     client
@@ -276,7 +279,10 @@ mod tests {
         assert_eq!(client("10.0.0.1", &["6.6.6.6, 1.2.3.4"]), ip("1.2.3.4"), "the left is the client's to forge");
         assert_eq!(client("10.0.0.1", &["6.6.6.6, 1.2.3.4, 10.0.0.2"]), ip("1.2.3.4"), "proxies chain");
         assert_eq!(client("10.0.0.1", &["6.6.6.6", "1.2.3.4 , 10.0.0.2"]), ip("1.2.3.4"), "lines in order");
-        assert_eq!(client("10.0.0.1", &["1.2.3.4, junk, 10.0.0.2"]), ip("10.0.0.2"), "junk ends the walk");
+        assert_eq!(client("10.0.0.1", &["1.2.3.4, unknown, 10.0.0.2"]), ip("0.0.0.0"), "junk ends the walk");
+        assert_eq!(client("::1", &["unknown"]), ip("0.0.0.0"), "never the proxy's own loopback");
+        assert_eq!(client("10.0.0.1", &["1.2.3.4:5678"]), ip("1.2.3.4"), "with a port");
+        assert_eq!(client("10.0.0.1", &["[2001:db8::5]:443"]), ip("2001:db8::5"));
         assert_eq!(client("::1", &["2001:db8::5"]), ip("2001:db8::5"));
         assert_eq!(client("::ffff:10.0.0.1", &["1.2.3.4"]), ip("1.2.3.4"), "IPv4-mapped peer");
     }
