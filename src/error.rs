@@ -148,16 +148,11 @@ impl From<r2d2::Error> for ApiError {
 
 impl From<postgres::Error> for ApiError {
     fn from(e: postgres::Error) -> ApiError {
-        // A statement over `statement_timeout` (57014) or a lock not had in time (55P03): the
-        // database is busy, not the request wrong. Only the message and code are logged: a
-        // detail can quote a row.
-        if let Some(db) = e.as_db_error().filter(|db| ["57014", "55P03"].contains(&db.code().code())) {
-            return ApiError::Unavailable(format!("database: {} ({})", db.message(), db.code().code()));
-        }
-        // SQLSTATE classes 08 (connection), 53 (resources) and 57P (shutdown) mean the database,
-        // not the request, is at fault; so do errors with no SQLSTATE (closed socket, I/O).
+        // SQLSTATE classes 08 (connection), 53 (resources) and 57P (shutdown), a statement over
+        // `statement_timeout` (57014) and a lock not had in time (55P03) mean the database, not
+        // the request, is at fault; so do errors with no SQLSTATE (closed socket, I/O).
         let unavailable = match e.code() {
-            Some(code) => ["08", "53", "57P"].iter().any(|class| code.code().starts_with(class)),
+            Some(code) => ["08", "53", "57P", "57014", "55P03"].iter().any(|prefix| code.code().starts_with(prefix)),
             None => true,
         };
         if unavailable {
