@@ -112,21 +112,28 @@ fn zero_turns_the_limits_off() {
     }
 }
 
-/// The contract's defaults: 600 a minute (a token each 0.1 s), bursts of 100.
-#[test]
-fn the_defaults_allow_a_burst_of_100_then_ten_a_second() {
-    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", ""), ("RATE_LIMIT_BURST", "")], dispatch);
+/// Sends `count` requests of `user`'s, one after the other on one connection; returns how many
+/// were allowed (200); every other one must be a 429.
+fn allowed_of(app: &TestApp, user: &str, count: usize) -> usize {
     let mut client = Client::connect(app.addr);
-    let request = request("GET", "/api/tasks", &format!("Authorization: Bearer {}\r\n", token("u1")), None);
-    let started = std::time::Instant::now();
+    let request = request("GET", "/api/tasks", &format!("Authorization: Bearer {}\r\n", token(user)), None);
     let mut ok = 0;
-    for _ in 0..150 {
+    for _ in 0..count {
         client.send(&request);
         match client.response(false).unwrap().status {
             200 => ok += 1,
             status => assert_eq!(status, 429),
         }
     }
+    ok
+}
+
+/// The contract's defaults: 600 a minute (a token each 0.1 s), bursts of 100.
+#[test]
+fn the_defaults_allow_a_burst_of_100_then_ten_a_second() {
+    let app = spawn_app_with(&[("RATE_LIMIT_PER_MINUTE", ""), ("RATE_LIMIT_BURST", "")], dispatch);
+    let started = std::time::Instant::now();
+    let ok = allowed_of(&app, "u1", 150);
     let refilled = (started.elapsed().as_secs_f64() * 10.0).ceil() as usize;
     assert!(ok >= 100 && ok <= 100 + refilled, "{ok} allowed in {:?}", started.elapsed());
     assert!(ok < 150, "some were limited");
@@ -143,17 +150,7 @@ fn concurrent_users_each_get_exactly_their_burst() {
             .map(|i| {
                 let (app, user) = (&app, format!("user-{}", i / 2));
                 scope.spawn(move || {
-                    let mut client = Client::connect(app.addr);
-                    let request =
-                        request("GET", "/api/tasks", &format!("Authorization: Bearer {}\r\n", token(&user)), None);
-                    let mut ok = 0;
-                    for _ in 0..15 {
-                        client.send(&request);
-                        match client.response(false).unwrap().status {
-                            200 => ok += 1,
-                            status => assert_eq!(status, 429),
-                        }
-                    }
+                    let ok = allowed_of(app, &user, 15);
                     (user, ok)
                 })
             })
